@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Start (and, if missing, install) the services the test suite and the cluster run against:
+# PostgreSQL, Redis, RabbitMQ and NATS with JetStream, all on 127.0.0.1 at standard ports.
+# Safe to run again: a service that already answers is left alone.
+set -euo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local name=$1 port=$2 tries=${3:-120}
+  for _ in $(seq "$tries"); do port_open "$port" && return 0; sleep 0.5; done
+  echo "services: $name did not come up on 127.0.0.1:$port" >&2
+  return 1
+}
+
+apt_updated=""
+ensure_package() {  # ensure_package COMMAND PACKAGE...
+  command -v "$1" >/dev/null 2>&1 && return 0
+  shift
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+start_postgres() {
+  port_open 5432 && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    ensure_package psql postgresql
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port postgresql 5432
+}
+
+ensure_postgres_test_db() {
+  # Trust auth on loopback and a database named `test`, as the test suite expects.
+  if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    su postgres -c "psql -c 'create database test'" >/dev/null 2>&1 || true
+  fi
+}
+
+start_redis() {
+  port_open 6379 && return 0
+  ensure_package redis-server redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_port redis 6379
+}
+
+start_rabbitmq() {
+  port_open 5672 && return 0
+  ensure_package rabbitmq-server rabbitmq-server
+  rabbitmq-server -detached
+  wait_port rabbitmq 5672 240
+}
+
+start_nats() {
+  port_open 4222 && return 0
+  ensure_package nats-server nats-server
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
+  wait_port nats 4222
+}
+
+start_postgres
+ensure_postgres_test_db
+start_redis
+start_rabbitmq
+start_nats
+echo "services: postgresql, redis, rabbitmq, nats are up on 127.0.0.1"

@@ -1,0 +1,33 @@
+"""Brokers, chosen by URL: memory://, redis://, amqp://, nats://."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from tidings.broker.base import Broker, BrokerError
+
+__all__ = ["Broker", "BrokerError", "open_broker"]
+
+
+def open_broker(url: str, node: str, *, ttl: float = 15.0) -> Broker:
+    """Build (not yet start) the broker a URL names; ValueError for an unknown scheme."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from tidings.broker.memory import MemoryBroker
+
+        return MemoryBroker(node, ttl=ttl)
+    if scheme in ("redis", "rediss"):
+        from tidings.broker.redis import RedisBroker
+
+        return RedisBroker(url, node, ttl=ttl)
+    if scheme in ("amqp", "amqps"):
+        from tidings.broker.amqp import AmqpBroker
+
+        return AmqpBroker(url, node, ttl=ttl)
+    if scheme in ("nats", "tls"):
+        from tidings.broker.nats import NatsBroker
+
+        return NatsBroker(url, node, ttl=ttl)
+    raise ValueError(
+        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, amqp:// or nats://"
+    )

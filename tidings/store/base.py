@@ -1,0 +1,216 @@
+"""The store interface: durable, per-channel ordered history with gap-free offsets.
+
+Every stored publication gets the next offset of its channel. The store is the source of
+truth for ordering: the live path (broker, hub) may drop or reorder, and whatever it loses
+is read back from here by offset.
+
+Appends go through group commit: requests that arrive while a batch is being written wait
+and are written together in the next batch, so a burst of N publishes costs one transaction
+and one fsync instead of N, and no publish is acknowledged before its batch is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tidings.model import HistoryPage, Publication, StreamPosition
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (connection lost, disk full, ...)."""
+
+
+class RecoveryImpossible(Exception):
+    """The asked-for position can no longer be recovered; `reason` says why."""
+
+    def __init__(self, reason: str, position: StreamPosition):
+        super().__init__(reason)
+        self.reason = reason
+        self.position = position
+
+
+@dataclass(slots=True, frozen=True)
+class Retention:
+    """How much history a channel keeps: at most `size` publications, none older than `ttl` s.
+
+    `ttl` of 0 keeps publications until `size` pushes them out.
+    """
+
+    size: int
+    ttl: float = 0.0
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    channel: str
+    data: bytes
+    retention: Retention
+    source: str | None
+    sender: str | None
+    time: int
+    future: asyncio.Future
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store(ABC):
+    """Durable channel history. Subclasses implement the `_`-prefixed primitives."""
+
+    def __init__(self, *, group_commit: bool = True, max_batch: int = 1000):
+        self._max_batch = max_batch if group_commit else 1
+        self._pending: list[AppendRequest] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._closing = False
+        self.batches_committed = 0
+        self.publications_committed = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._open()
+        self._writer = asyncio.create_task(self._write_loop(), name="tidings-store-writer")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+        await self._close()
+
+    # ---- the interface ---------------------------------------------------------------
+
+    async def append(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        retention: Retention,
+        source: str | None = None,
+        sender: str | None = None,
+    ) -> Publication:
+        """Store one publication; returns it with its offset once its batch is durable."""
+        if self._closing:
+            raise StoreError("store is closing")
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(
+            AppendRequest(channel, data, retention, source, sender, now_ms(), future)
+        )
+        self._wakeup.set()
+        return await future
+
+    async def history(
+        self, channel: str, *, limit: int, since: int | None = None, reverse: bool = False
+    ) -> HistoryPage:
+        """A page of history.
+
+        Forward (oldest first): offsets greater than `since` (or from the oldest kept).
+        Reverse (newest first): offsets smaller than `since` (or from the newest).
+        """
+        pubs, position = await self._history(channel, limit, since, reverse)
+        return HistoryPage(pubs, position)
+
+    async def positions(self, channels: Sequence[str]) -> dict[str, StreamPosition]:
+        """Current top offset and epoch of each channel (offset 0 for a channel never written)."""
+        return await self._positions(list(channels))
+
+    async def recover(
+        self, channel: str, offset: int, epoch: str, *, max_publications: int
+    ) -> tuple[list[Publication], StreamPosition]:
+        """Every publication after (`offset`, `epoch`), in order, or RecoveryImpossible."""
+        position = (await self._positions([channel]))[channel]
+        if epoch != position.epoch:
+            raise RecoveryImpossible(
+                f"epoch changed from {epoch!r} to {position.epoch!r}: history was reset",
+                position,
+            )
+        if offset > position.offset:
+            raise RecoveryImpossible(
+                f"offset {offset} is ahead of the stream (last offset {position.offset})",
+                position,
+            )
+        missed = position.offset - offset
+        if missed == 0:
+            return [], position
+        if missed > max_publications:
+            raise RecoveryImpossible(
+                f"{missed} publications missed, more than the recovery limit "
+                f"{max_publications}",
+                position,
+            )
+        pubs = await self.read_range(channel, offset, position.offset)
+        if not pubs or pubs[0].offset != offset + 1:
+            raise RecoveryImpossible(
+                f"history no longer reaches back to offset {offset + 1}", position
+            )
+        return pubs, position
+
+    async def read_range(self, channel: str, after: int, upto: int) -> list[Publication]:
+        """Stored publications with `after` < offset <= `upto`, oldest first."""
+        return await self._read_range(channel, after, upto)
+
+    async def expire(self) -> int:
+        """Drop publications older than their retention ttl; returns how many."""
+        return await self._expire(now_ms())
+
+    # ---- group commit ----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                pubs = await self._commit(batch)
+            except Exception as exc:  # the whole batch failed: every waiter hears why
+                error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                continue
+            self.batches_committed += 1
+            self.publications_committed += len(batch)
+            for request, pub in zip(batch, pubs):
+                if not request.future.done():
+                    request.future.set_result(pub)
+
+    # ---- what each backend implements ------------------------------------------------
+
+    @abstractmethod
+    async def _open(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _commit(self, batch: list[AppendRequest]) -> list[Publication]:
+        """Write the whole batch in one durable transaction; publications in batch order.
+
+        Offsets within one channel follow the order of the batch, and stay gap-free when
+        several nodes append to the same channel at once.
+        """
+
+    @abstractmethod
+    async def _history(
+        self, channel: str, limit: int, since: int | None, reverse: bool
+    ) -> tuple[list[Publication], StreamPosition]: ...
+
+    @abstractmethod
+    async def _positions(self, channels: list[str]) -> dict[str, StreamPosition]: ...
+
+    @abstractmethod
+    async def _read_range(self, channel: str, after: int, upto: int) -> list[Publication]: ...
+
+    @abstractmethod
+    async def _expire(self, now: int) -> int: ...
