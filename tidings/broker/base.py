@@ -38,6 +38,9 @@ class Broker(ABC):
     joining at once cost a handful of round trips, not a thousand.
     """
 
+    shared = True
+    """False for a broker that reaches no other node: the node then skips publishing to it."""
+
     def __init__(self, node: str, *, ttl: float = 15.0):
         self.node = node
         self.ttl = ttl
@@ -82,12 +85,12 @@ class Broker(ABC):
     async def subscribe(self, channel: str) -> None:
         """Returns once the broker delivers `channel` to this node."""
         self._wanted.add(channel)
-        if channel not in self._active:
+        if channel not in self._active or self._sync_lock.locked():
             await self._sync()
 
     async def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)
-        if channel in self._active:
+        if channel in self._active or self._sync_lock.locked():
             await self._sync()
 
     @property
@@ -97,14 +100,18 @@ class Broker(ABC):
     async def _sync(self) -> None:
         """Bring the broker's subscriptions to `_wanted`, in as few round trips as possible."""
         async with self._sync_lock:
-            add = self._wanted - self._active
-            drop = self._active - self._wanted
-            if add:
-                await self._subscribe_many(sorted(add))
-                self._active |= add
-            if drop:
-                await self._unsubscribe_many(sorted(drop))
-                self._active -= drop
+            # Loop: a channel dropped during a round trip may be wanted again by its end.
+            while True:
+                add = self._wanted - self._active
+                drop = self._active - self._wanted
+                if not add and not drop:
+                    return
+                if add:
+                    await self._subscribe_many(sorted(add))
+                    self._active |= add
+                if drop:
+                    await self._unsubscribe_many(sorted(drop))
+                    self._active -= drop
 
     # ---- what each backend implements ------------------------------------------------
 

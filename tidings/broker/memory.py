@@ -11,6 +11,8 @@ from tidings.model import ClientInfo, NodeInfo
 class MemoryBroker(Broker):
     """Delivers a publication straight back to its own node, as a one-node cluster would."""
 
+    shared = False
+
     def __init__(self, node: str, **options):
         super().__init__(node, **options)
         self._presence: dict[str, dict[str, ClientInfo]] = {}

@@ -1,0 +1,319 @@
+"""The hub: which local sessions listen to which channel, and delivery to them in order.
+
+Every stored channel reaches a node along two paths that can disagree: publications made on
+this node (delivered at once, no broker round trip) and publications from other nodes (via
+the broker, which may delay, reorder across publishers, or drop). The hub keeps, per
+channel, the next offset it expects and delivers strictly in offset order: an early arrival
+waits in `pending`; a duplicate (our own publication echoed by the broker) is dropped; a gap
+that does not close by itself within `gap_wait` is read back from the store. So each local
+session sees every publication once, in order, whichever node published it.
+
+Each publication is encoded once per codec (the native protocol's codec is shared by every
+native session), and the same frame bytes are written to every recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tidings.broker.base import Broker
+from tidings.channels import Channel
+from tidings.model import ClientInfo, Publication, StreamPosition
+from tidings.store.base import Store
+
+log = logging.getLogger("tidings.hub")
+
+
+class Codec(Protocol):
+    """Turns hub events into the frame bytes one protocol writes to its sockets."""
+
+    def pub_frame(self, pub: Publication) -> bytes: ...
+
+    def event_frame(self, kind: str, channel: str, client: ClientInfo) -> bytes: ...
+
+
+class Subscriber(Protocol):
+    codec: Codec
+
+    def write(self, frame: bytes) -> None:
+        """Queue bytes for the socket; must not touch the hub (it may be mid-delivery)."""
+
+    def lost_sync(self, channel: str) -> None:
+        """The hub cannot deliver `channel` without a hole: end the session so it recovers."""
+
+
+@dataclass(eq=False)
+class ChannelState:
+    name: str
+    stored: bool
+    ready: asyncio.Future
+    next: int = 1  # the offset the hub delivers next (stored channels)
+    epoch: str = ""
+    groups: dict[Codec, dict[Subscriber, None]] = field(default_factory=dict)
+    catching_up: dict[Subscriber, list[Publication]] = field(default_factory=dict)
+    skipping: dict[Subscriber, int] = field(default_factory=dict)  # sub -> offset seen through
+    pending: dict[int, Publication] = field(default_factory=dict)
+    early: list[Publication] = field(default_factory=list)
+    fill_scheduled: bool = False
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        for members in self.groups.values():
+            yield from members
+        yield from self.catching_up
+        yield from self.skipping
+
+    def empty(self) -> bool:
+        return not (any(self.groups.values()) or self.catching_up or self.skipping)
+
+
+class Hub:
+    def __init__(self, store: Store, broker: Broker, *, gap_wait: float = 0.2):
+        self.store = store
+        self.broker = broker
+        self.gap_wait = gap_wait
+        self.channels: dict[str, ChannelState] = {}
+        self.deliveries = 0
+        self.gaps_filled = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- subscriptions ---------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        sub: Subscriber,
+        channel: Channel,
+        *,
+        since: tuple[int, str] | None = None,
+        recovery_max: int = 0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        """Add `sub` to `channel`; with `since` (offset, epoch), also what it missed.
+
+        Returns the publications to hand the client with the reply and the position the
+        client is at once it has them. The caller must write its reply before it next
+        awaits: from the moment this returns, live publications go to `sub` directly.
+        Raises RecoveryImpossible (and leaves `sub` out) when `since` cannot be recovered.
+        """
+        state = await self._state(channel)
+        if not state.stored:
+            self._add_live(state, sub)
+            return [], StreamPosition(0, "")
+        if since is None:
+            self._add_live(state, sub)
+            return [], StreamPosition(state.next - 1, state.epoch)
+        buffer: list[Publication] = []
+        state.catching_up[sub] = buffer
+        try:
+            recovered, _ = await self.store.recover(
+                channel.name, since[0], since[1], max_publications=recovery_max
+            )
+        finally:
+            del state.catching_up[sub]
+        seen = recovered[-1].offset if recovered else since[0]
+        merged = recovered + [pub for pub in buffer if pub.offset > seen]
+        live_point = state.next - 1
+        merged = [pub for pub in merged if pub.offset <= live_point]
+        seen = max(seen, merged[-1].offset if merged else seen)
+        if seen > live_point:
+            # the client is ahead of this node's live stream: let the hub catch up first
+            state.skipping[sub] = seen
+        else:
+            self._add_live(state, sub)
+        return merged, StreamPosition(max(seen, live_point), state.epoch)
+
+    def unsubscribe(self, sub: Subscriber, channel: str) -> None:
+        state = self.channels.get(channel)
+        if state is None:
+            return
+        members = state.groups.get(sub.codec)
+        if members is not None:
+            members.pop(sub, None)
+            if not members:
+                del state.groups[sub.codec]
+        state.catching_up.pop(sub, None)
+        state.skipping.pop(sub, None)
+        if state.empty() and state.ready.done():
+            del self.channels[channel]
+            self._spawn(self.broker.unsubscribe(channel))
+
+    def local_subscribers(self, channel: str) -> int:
+        state = self.channels.get(channel)
+        return sum(1 for _ in state.subscribers()) if state else 0
+
+    def _add_live(self, state: ChannelState, sub: Subscriber) -> None:
+        state.groups.setdefault(sub.codec, {})[sub] = None
+
+    async def _state(self, channel: Channel) -> ChannelState:
+        state = self.channels.get(channel.name)
+        if state is not None:
+            await asyncio.shield(state.ready)
+            return state
+        state = ChannelState(
+            channel.name, channel.options.stored, asyncio.get_running_loop().create_future()
+        )
+        self.channels[channel.name] = state
+        try:
+            await self.broker.subscribe(channel.name)
+            position = StreamPosition(0, "")
+            if state.stored:
+                position = (await self.store.positions([channel.name]))[channel.name]
+        except BaseException as exc:
+            del self.channels[channel.name]
+            state.ready.set_exception(exc)
+            state.ready.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        self._start_at(state, position)
+        return state
+
+    def _start_at(self, state: ChannelState, position: StreamPosition) -> None:
+        """Open `state` for delivery from `position`, then deliver what arrived meanwhile."""
+        state.next, state.epoch = position.offset + 1, position.epoch
+        state.ready.set_result(None)
+        early, state.early = state.early, []
+        for pub in sorted(early, key=lambda p: p.offset):
+            self.deliver(pub)
+
+    # ---- delivery --------------------------------------------------------------------
+
+    def deliver(self, pub: Publication) -> None:
+        """A publication for this node's subscribers, from this node or the broker."""
+        state = self.channels.get(pub.channel)
+        if state is None:
+            return
+        if not state.ready.done():
+            state.early.append(pub)
+        elif state.stored:
+            self._accept(state, pub)
+        else:
+            self._fanout(state, pub)
+
+    def deliver_event(self, kind: str, channel: str, client: ClientInfo) -> None:
+        """A join or leave event: to every live subscriber of `channel`, not stored."""
+        state = self.channels.get(channel)
+        if state is None or not state.ready.done():
+            return
+        for codec, members in tuple(state.groups.items()):
+            frame = codec.event_frame(kind, channel, client)
+            for sub in tuple(members):
+                sub.write(frame)
+
+    def _accept(self, state: ChannelState, pub: Publication) -> None:
+        if pub.epoch != state.epoch:
+            log.warning("channel %s epoch changed to %s: history was reset", state.name, pub.epoch)
+            self._lose_sync(state)
+            return
+        if pub.offset < state.next:
+            return  # already delivered (our own publication, echoed by the broker)
+        if pub.offset > state.next:
+            state.pending[pub.offset] = pub
+            self._schedule_fill(state)
+            return
+        self._fanout(state, pub)
+        state.next += 1
+        while state.pending:
+            waiting = state.pending.pop(state.next, None)
+            if waiting is None:
+                break
+            self._fanout(state, waiting)
+            state.next += 1
+
+    def _fanout(self, state: ChannelState, pub: Publication) -> None:
+        delivered = 0
+        for codec, members in tuple(state.groups.items()):
+            frame = codec.pub_frame(pub)
+            for sub in tuple(members):
+                sub.write(frame)
+            delivered += len(members)
+        for buffer in state.catching_up.values():
+            buffer.append(pub)
+        if state.skipping:
+            for sub, seen in tuple(state.skipping.items()):
+                if pub.offset > seen:
+                    del state.skipping[sub]
+                    sub.write(sub.codec.pub_frame(pub))
+                    self._add_live(state, sub)
+                    delivered += 1
+        self.deliveries += delivered
+
+    # ---- gaps ------------------------------------------------------------------------
+
+    def _schedule_fill(self, state: ChannelState) -> None:
+        if state.fill_scheduled:
+            return
+        state.fill_scheduled = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.gap_wait, lambda: self._spawn(self._fill(state, None)))
+
+    async def _fill(self, state: ChannelState, upto: int | None) -> None:
+        """Read what the live path lost from the store and deliver it in order."""
+        state.fill_scheduled = False
+        if self.channels.get(state.name) is not state:
+            return
+        if upto is None:
+            if not state.pending:
+                return
+            upto = min(state.pending) - 1
+        if upto < state.next:
+            return
+        try:
+            missing = await self.store.read_range(state.name, state.next - 1, upto)
+        except Exception:
+            log.exception("reading %s from the store to fill a gap failed", state.name)
+            self._schedule_fill(state)
+            return
+        self.gaps_filled += 1
+        for pub in missing:
+            self._accept(state, pub)
+        if state.next <= upto:  # the store no longer has them: the hole cannot be filled
+            log.warning("channel %s: offsets %d..%d are gone from the store", state.name,
+                        state.next, upto)
+            self._lose_sync(state)
+
+    async def resync(self) -> None:
+        """Compare every stored channel with the store and fill what the live path lost.
+
+        Run after a broker reconnect, and periodically for brokers that drop silently.
+        """
+        stored = [s for s in self.channels.values() if s.stored and s.ready.done()]
+        if not stored:
+            return
+        positions = await self.store.positions([s.name for s in stored])
+        for state in stored:
+            top = positions[state.name]
+            if top.epoch != state.epoch:
+                self._lose_sync(state)
+            elif top.offset >= state.next:
+                await self._fill(state, top.offset)
+
+    def _lose_sync(self, state: ChannelState) -> None:
+        """End every session of `state` (they recover on reconnect), then restart it afresh."""
+        for sub in list(state.subscribers()):
+            sub.lost_sync(state.name)
+        state.pending.clear()
+        state.ready = asyncio.get_running_loop().create_future()
+        self._spawn(self._restart(state))
+
+    async def _restart(self, state: ChannelState) -> None:
+        while True:
+            try:
+                position = (await self.store.positions([state.name]))[state.name]
+                break
+            except Exception:
+                log.exception("reading the position of %s failed; retrying", state.name)
+                await asyncio.sleep(1.0)
+        self._start_at(state, position)
+
+    # ---- housekeeping ----------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one node, in a registry of its own (tests run several nodes at once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self, node: str, read: dict[str, Callable[[], float]]):
+        """`read` maps gauge names to callables read at scrape time (no bookkeeping on hot paths)."""
+        self.registry = CollectorRegistry()
+        labels = {"node": node}
+        self.commands = Counter(
+            "tidings_commands", "Client commands handled, by method and outcome",
+            ["method", "outcome"], registry=self.registry,
+        )
+        self.published = Counter(
+            "tidings_publications", "Publications accepted, by namespace",
+            ["namespace"], registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "tidings_disconnects", "Sessions closed by the node, by close code",
+            ["code"], registry=self.registry,
+        )
+        self.publish_seconds = Histogram(
+            "tidings_publish_seconds", "Publish latency: store append to broker hand-off",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        for name, fn in read.items():
+            gauge = Gauge(f"tidings_{name}", name.replace("_", " "), ["node"],
+                          registry=self.registry)
+            gauge.labels(**labels).set_function(fn)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,244 @@
+"""A node: one process's store, broker, hub and sessions, and the publish pipeline.
+
+publish -> authorize (by the caller) -> store append (group commit assigns the offset) ->
+local hub (no broker round trip for this node's own subscribers) -> broker -> every other
+node subscribed to the channel -> its hub. Nodes ignore their own messages coming back from
+the broker; the hub's offset ordering drops any duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import orjson
+
+from tidings import __version__
+from tidings.auth import Authenticator
+from tidings.broker import Broker, open_broker
+from tidings.broker.base import BrokerError
+from tidings.channels import Channel, parse_channel, user_channel
+from tidings.config import Settings
+from tidings.errors import CloseCode
+from tidings.hub import Hub
+from tidings.metrics import Metrics
+from tidings.model import ClientInfo, NodeInfo, Publication
+from tidings.store import Retention, Store, open_store
+from tidings.store.base import now_ms
+
+log = logging.getLogger("tidings.node")
+
+# Broker envelope kinds
+PUBLICATION, JOIN, LEAVE, DISCONNECT = "p", "j", "l", "d"
+
+
+class Node:
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 broker: Broker | None = None):
+        self.settings = settings
+        self.name = settings.node_name
+        self.store = store or open_store(settings.store, group_commit=settings.group_commit)
+        self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
+        self.hub = Hub(self.store, self.broker)
+        self.auth = Authenticator(settings)
+        self.started = now_ms()
+        self.sessions: dict[str, "SessionLike"] = {}
+        self.by_user: dict[str, set["SessionLike"]] = {}
+        self.presence: dict[str, dict[str, ClientInfo]] = {}
+        self.draining = False
+        self.sessions_opened = 0
+        self.metrics = Metrics(self.name, {
+            "connections": lambda: len(self.sessions),
+            "sessions_opened_total": lambda: self.sessions_opened,
+            "users": lambda: len(self.by_user),
+            "channels": lambda: len(self.hub.channels),
+            "deliveries_total": lambda: self.hub.deliveries,
+            "broker_received_total": lambda: self.broker.received,
+            "broker_published_total": lambda: self.broker.published,
+            "store_batches_total": lambda: self.store.batches_committed,
+            "store_publications_total": lambda: self.store.publications_committed,
+            "gaps_filled_total": lambda: self.hub.gaps_filled,
+        })
+        self._loops: list[asyncio.Task] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.broker.start(self._on_broker_message, self._on_broker_reconnect)
+        await self._heartbeat()
+        self._loops = [
+            asyncio.create_task(self._every(self.settings.cluster_ttl / 3, self._heartbeat)),
+            asyncio.create_task(self._every(10.0, self.hub.resync)),
+            asyncio.create_task(self._every(30.0, self.store.expire)),
+            asyncio.create_task(self._every(self._tick_interval, self._tick)),
+        ]
+
+    async def stop(self) -> None:
+        """Tell every client to reconnect elsewhere, then close the broker and store."""
+        self.draining = True
+        for session in list(self.sessions.values()):
+            session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.hub.close()
+        await self.broker.close()
+        await self.store.close()
+
+    async def _every(self, seconds: float, job: Callable) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+    @property
+    def _tick_interval(self) -> float:
+        return min(1.0, self.settings.pong_timeout / 4, self.settings.ping_interval / 4)
+
+    async def _tick(self) -> None:
+        """Ping sessions that are due, close the ones that stopped answering or never connected."""
+        now = time.monotonic()
+        for session in list(self.sessions.values()):
+            session.tick(now)
+
+    async def _heartbeat(self) -> None:
+        info = NodeInfo(self.name, len(self.sessions), len(self.by_user), self.started,
+                        __version__, f"{self.settings.host}:{self.settings.port}")
+        presence = {ch: list(members.values()) for ch, members in self.presence.items()}
+        try:
+            await self.broker.heartbeat(info, presence)
+        except BrokerError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    # ---- sessions --------------------------------------------------------------------
+
+    def register(self, session: "SessionLike") -> None:
+        self.sessions[session.client] = session
+        self.by_user.setdefault(session.user, set()).add(session)
+
+    def unregister(self, session: "SessionLike") -> None:
+        self.sessions.pop(session.client, None)
+        sessions = self.by_user.get(session.user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.by_user[session.user]
+
+    def channel(self, name: object) -> Channel:
+        return parse_channel(name, self.settings)
+
+    # ---- publishing ------------------------------------------------------------------
+
+    async def publish(self, channel: Channel, data: bytes, *, source: str | None = None,
+                      sender: str | None = None) -> Publication:
+        """Store (if the namespace keeps history) and deliver one publication cluster-wide."""
+        started = time.perf_counter()
+        if channel.options.stored:
+            pub = await self.store.append(
+                channel.name, data, retention=_retention(channel), source=source, sender=sender
+            )
+        else:
+            pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
+        self.hub.deliver(pub)
+        await self._to_broker(channel.name, PUBLICATION, pub.to_dict())
+        self.metrics.published.labels(channel.namespace).inc()
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        return pub
+
+    async def announce(self, kind: str, channel: str, client: ClientInfo) -> None:
+        """A join or leave event, to local subscribers and the rest of the cluster."""
+        self.hub.deliver_event("join" if kind == JOIN else "leave", channel, client)
+        await self._to_broker(channel, kind, client.to_dict())
+
+    async def presence_add(self, channel: str, client: ClientInfo) -> None:
+        self.presence.setdefault(channel, {})[client.client] = client
+        await self.broker.presence_add(channel, client)
+
+    async def presence_remove(self, channel: str, client: str) -> None:
+        members = self.presence.get(channel)
+        if members is not None:
+            members.pop(client, None)
+            if not members:
+                del self.presence[channel]
+        await self.broker.presence_remove(channel, client)
+
+    async def disconnect_user(self, user: str, *, reconnect: bool, client: str | None = None) -> int:
+        """Close a user's sessions on every node (only nodes holding the user get the order)."""
+        body = {"user": user, "reconnect": reconnect, "client": client}
+        closed = self._disconnect_local(body)
+        await self._to_broker(user_channel(user), DISCONNECT, body)
+        return closed
+
+    def _disconnect_local(self, body: dict) -> int:
+        code = CloseCode.DISCONNECTED if body["reconnect"] else CloseCode.FORCE_DISCONNECTED
+        closed = 0
+        for session in list(self.by_user.get(body["user"], ())):
+            if body.get("client") in (None, session.client):
+                session.close(code, "disconnected by the server")
+                closed += 1
+        return closed
+
+    # ---- the broker ------------------------------------------------------------------
+
+    async def _to_broker(self, channel: str, kind: str, body: dict) -> None:
+        if not self.broker.shared:
+            return
+        payload = orjson.dumps({"o": self.name, "k": kind, "b": body})
+        try:
+            await self.broker.publish(channel, payload)
+        except BrokerError as exc:
+            # Stored publications still reach other nodes: their hubs read the gap back.
+            log.warning("broker publish to %s failed: %s", channel, exc)
+
+    def _on_broker_message(self, channel: str, payload: bytes) -> None:
+        try:
+            envelope = orjson.loads(payload)
+            if envelope["o"] == self.name:
+                return
+            kind, body = envelope["k"], envelope["b"]
+            if kind == PUBLICATION:
+                self.hub.deliver(Publication.from_dict(body))
+            elif kind in (JOIN, LEAVE):
+                self.hub.deliver_event("join" if kind == JOIN else "leave", channel,
+                                       ClientInfo.from_dict(body))
+            elif kind == DISCONNECT:
+                self._disconnect_local(body)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping a malformed broker message on %s: %s", channel, exc)
+
+    async def _on_broker_reconnect(self) -> None:
+        log.info("broker connection restored: filling gaps from the store")
+        await self.hub.resync()
+        await self._heartbeat()
+
+    # ---- cluster ---------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self.broker.nodes()
+
+
+def _retention(channel: Channel) -> Retention:
+    return Retention(channel.options.history_size, channel.options.history_ttl)
+
+
+class SessionLike(Protocol):
+    """What the node needs of a session (see tidings.session.Session)."""
+
+    client: str
+    user: str
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    def tick(self, now: float) -> None: ...

@@ -1,0 +1,231 @@
+"""The server API: JSON over HTTP for backends (publish, send, broadcast, history, ...).
+
+Callers authenticate with the configured API key (`Authorization: apikey <key>` or
+`X-API-Key: <key>`). With no key configured, only loopback callers are served.
+Errors are `{"error": {"code": C, "message": "..."}}` with the codes of docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+
+import orjson
+from aiohttp import web
+
+from tidings import __version__
+from tidings.broker.base import BrokerError
+from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
+from tidings.errors import ErrorCode, TidingsError
+from tidings.node import Node
+from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
+from tidings.store.base import StoreError
+
+MAX_BODY = 1024 * 1024
+MAX_SOURCE = 100
+
+STATUS = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.BAD_CHANNEL: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(code: ErrorCode, message: str) -> web.Response:
+    return _json({"error": {"code": int(code), "message": message}}, STATUS.get(code, 500))
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Turn every failure under /api into the documented JSON error shape."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        _authorize(request)
+        return await handler(request)
+    except TidingsError as exc:
+        return error_response(exc.code, exc.message)
+    except (StoreError, BrokerError) as exc:
+        return error_response(ErrorCode.UNAVAILABLE, str(exc))
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            return _json({"error": {"code": int(ErrorCode.BAD_REQUEST),
+                                    "message": f"body larger than {MAX_BODY} bytes"}}, 413)
+        return _json({"error": {"code": int(ErrorCode.BAD_REQUEST), "message": exc.reason}},
+                     exc.status)
+
+
+def _authorize(request: web.Request) -> None:
+    node: Node = request.app["node"]
+    key = node.settings.api_key
+    if key is None:
+        remote = request.remote or ""
+        try:
+            loopback = ipaddress.ip_address(remote).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise TidingsError(ErrorCode.PERMISSION_DENIED,
+                               "no api_key configured: the server API answers loopback only")
+        return
+    given = request.headers.get("X-API-Key", "")
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("apikey "):
+        given = auth[len("apikey "):].strip()
+    if not given or not hmac.compare_digest(given.encode(), key.encode()):
+        raise TidingsError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
+
+
+async def _body(request: web.Request, method: str) -> Fields:
+    raw = await request.read()
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise TidingsError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+    return Fields(method, parsed, None)
+
+
+def _channel(node: Node, name: object) -> Channel:
+    try:
+        return node.channel(name)
+    except ChannelError as exc:
+        raise TidingsError(ErrorCode.BAD_CHANNEL, str(exc)) from None
+
+
+def _source(fields: Fields) -> str | None:
+    source = fields.str("source", required=False)
+    if source is not None and not 0 < len(source) <= MAX_SOURCE:
+        raise TidingsError(ErrorCode.BAD_REQUEST, f"'source' must be 1 to {MAX_SOURCE} characters")
+    return source
+
+
+async def _publish(node: Node, channel: Channel, fields: Fields) -> web.Response:
+    pub = await node.publish(channel, fields.data(), source=_source(fields))
+    result: dict = {"channel": pub.channel}
+    if pub.offset:
+        result.update(offset=pub.offset, epoch=pub.epoch)
+    return _json(result)
+
+
+async def publish(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    fields = await _body(request, "publish")
+    return await _publish(node, _channel(node, fields.str("channel")), fields)
+
+
+async def send(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    fields = await _body(request, "send")
+    user = fields.str("user")
+    if not valid_user_id(user):
+        raise TidingsError(ErrorCode.BAD_REQUEST, "send: 'user' is not a valid user id")
+    return await _publish(node, node.channel(user_channel(user)), fields)
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    fields = await _body(request, "broadcast")
+    return await _publish(node, node.channel(BROADCAST), fields)
+
+
+def _query(request: web.Request, method: str) -> Fields:
+    """Query parameters as typed fields: numbers and booleans parsed, the rest as text."""
+    values: dict = {}
+    for name, value in request.query.items():
+        if value.lstrip("-").isdigit():
+            values[name] = int(value)
+        elif value in ("true", "false"):
+            values[name] = value == "true"
+        else:
+            values[name] = value
+    return Fields(method, values, None)
+
+
+async def history(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    fields = _query(request, "history")
+    channel = _channel(node, request.query.get("channel"))
+    if not channel.options.stored:
+        raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} keeps no history")
+    page = await node.store.history(
+        channel.name,
+        limit=fields.int("limit", required=False, low=1, high=MAX_HISTORY_LIMIT) or 100,
+        since=fields.int("since", required=False),
+        reverse=fields.bool("reverse", False),
+    )
+    return _json({
+        "channel": channel.name,
+        "offset": page.position.offset,
+        "epoch": page.position.epoch,
+        "publications": [pub.to_dict() for pub in page.publications],
+    })
+
+
+async def presence(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    channel = _channel(node, request.query.get("channel"))
+    if not channel.options.presence:
+        raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} has no presence")
+    clients = await node.broker.presence(channel.name)
+    return _json({"channel": channel.name, "clients": {c.client: c.to_dict() for c in clients}})
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    fields = await _body(request, "disconnect")
+    user = fields.str("user")
+    if not valid_user_id(user):
+        raise TidingsError(ErrorCode.BAD_REQUEST, "disconnect: 'user' is not a valid user id")
+    closed = await node.disconnect_user(
+        user, reconnect=fields.bool("reconnect", True), client=fields.str("client", False)
+    )
+    return _json({"user": user, "closed_here": closed})
+
+
+async def info(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    nodes = sorted(await node.nodes(), key=lambda n: n.name)
+    return _json({
+        "node": node.name,
+        "version": __version__,
+        "nodes": [n.to_dict() for n in nodes],
+    })
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 while the store answers; 503 otherwise (a load balancer then stops sending clients)."""
+    node: Node = request.app["node"]
+    if node.draining:
+        return _json({"status": "draining", "node": node.name}, 503)
+    try:
+        await asyncio.wait_for(node.store.positions([BROADCAST]), 2.0)
+    except (StoreError, asyncio.TimeoutError) as exc:
+        return _json({"status": "unavailable", "node": node.name, "problem": str(exc)}, 503)
+    return _json({"status": "ok", "node": node.name, "connections": len(node.sessions)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    return web.Response(body=node.metrics.render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/publish", publish),
+        web.post("/api/send", send),
+        web.post("/api/broadcast", broadcast),
+        web.get("/api/history", history),
+        web.get("/api/presence", presence),
+        web.post("/api/disconnect", disconnect),
+        web.get("/api/info", info),
+        web.get("/health", health),
+        web.get("/metrics", metrics),
+    ]

@@ -1,0 +1,63 @@
+"""The aiohttp application of one node, and running it until a signal says stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from tidings import __version__
+from tidings.node import Node
+from tidings.server import api, native
+
+log = logging.getLogger("tidings.server")
+
+INDEX = """<!doctype html><meta charset="utf-8"><title>Tidings</title>
+<h1>Tidings {version}</h1><p>Node <b>{node}</b> is up.</p>
+<ul><li>native protocol: <code>/ws</code></li><li>server API: <code>/api/</code></li>
+<li><a href="/health">/health</a></li><li><a href="/metrics">/metrics</a></li></ul>"""
+
+
+def make_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=api.MAX_BODY, middlewares=[api.api_errors])
+    app["node"] = node
+    app.add_routes([web.get("/ws", native.handle), web.get("/", index), *api.routes()])
+
+    async def start(app: web.Application) -> None:
+        await node.start()
+
+    async def stop(app: web.Application) -> None:
+        await node.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return app
+
+
+async def index(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    return web.Response(text=INDEX.format(version=__version__, node=node.name),
+                        content_type="text/html")
+
+
+async def serve(node: Node, *, reuse_port: bool = False) -> None:
+    """Run until SIGINT/SIGTERM, then drain: clients are told to reconnect elsewhere."""
+    settings = node.settings
+    runner = web.AppRunner(make_app(node), handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.shutdown_grace)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port,
+                       backlog=4096)
+    await site.start()
+    log.info("tidings %s node %s listening on http://%s:%d (store %s, broker %s)",
+             __version__, node.name, settings.host, settings.port,
+             settings.store.split("@")[-1], settings.broker.split("@")[-1])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("node %s draining", node.name)
+    await runner.cleanup()

@@ -1,0 +1,131 @@
+"""The native protocol's WebSocket endpoint (`/ws`): frames in, session calls, replies out."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from tidings.errors import CloseCode, ErrorCode, TidingsError
+from tidings.model import ClientInfo, Publication
+from tidings.node import Node
+from tidings.protocol import native, wsframe
+from tidings.protocol.native import Command, ProtocolError
+from tidings.server.connection import WebSocketConnection
+from tidings.session import Session
+
+log = logging.getLogger("tidings.native")
+
+MAX_ERRORS = 50  # bad commands in a row before the connection is closed
+
+
+class NativeCodec:
+    """Frames of the native protocol; one instance serves every native session."""
+
+    def pub_frame(self, pub: Publication) -> bytes:
+        return wsframe.text(native.encode_pub(pub))
+
+    def event_frame(self, kind: str, channel: str, client: ClientInfo) -> bytes:
+        return wsframe.text(native.encode_push(kind, {"channel": channel, "info": client.to_dict()}))
+
+    def push_frame(self, kind: str, body: dict) -> bytes:
+        return wsframe.text(native.encode_push(kind, body))
+
+    def ping_frame(self) -> bytes:
+        return PING_FRAME
+
+
+PING_FRAME = wsframe.text(native.PING)
+PONG_TEXT = wsframe.text(b"pong")
+CODEC = NativeCodec()
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    node: Node = request.app["node"]
+    ws = web.WebSocketResponse(
+        compress=False, autoping=True, max_msg_size=node.settings.max_frame_bytes
+    )
+    await ws.prepare(request)
+    session = Session(node, WebSocketConnection(ws, request.transport), CODEC)
+    if node.draining:
+        session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
+    node.sessions_opened += 1
+    errors = 0
+    try:
+        async for msg in ws:
+            session.seen()
+            if msg.type == WSMsgType.TEXT:
+                ok = await _on_text(session, msg.data)
+                errors = 0 if ok else errors + 1
+                if errors >= MAX_ERRORS:
+                    session.close(CloseCode.TOO_MANY_ERRORS, "too many bad commands")
+            elif msg.type == WSMsgType.BINARY:
+                session.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted here")
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        await session.cleanup()
+    return ws
+
+
+async def _on_text(session: Session, text: str) -> bool:
+    """Handle one text frame; False when it was a bad command."""
+    if text == "ping":
+        session.write(PONG_TEXT)
+        return True
+    try:
+        command = native.parse_command(text)
+    except ProtocolError as exc:
+        _reply_error(session, exc.id, exc.code, exc.message, "?")
+        return False
+    if command.method == "pong":
+        return True
+    metrics = session.node.metrics
+    try:
+        result = await _dispatch(session, command)
+    except TidingsError as exc:
+        _reply_error(session, command.id, exc.code, exc.message, command.method)
+        if command.method == "connect" and exc.code == ErrorCode.UNAUTHORIZED:
+            session.close(CloseCode.UNAUTHORIZED, exc.message)
+        return exc.code not in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_METHOD)
+    except Exception:
+        log.exception("command %s failed", command.method)
+        _reply_error(session, command.id, ErrorCode.INTERNAL, "internal error", command.method)
+        return True
+    session.write(wsframe.text(native.encode_reply(command.id, command.method, result)))
+    if command.method == "connect":
+        session.release()
+    metrics.commands.labels(command.method, "ok").inc()
+    return True
+
+
+def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:
+    session.node.metrics.commands.labels(method, "error").inc()
+    session.write(wsframe.text(native.encode_error(id, code, message)))
+    if method == "connect":
+        session.release()
+
+
+async def _dispatch(session: Session, command: Command) -> dict:
+    params = command.params
+    if isinstance(params, native.Connect):
+        credentials = {"token": params.token, "user": params.user}
+        recover = {ch: (p.offset, p.epoch) for ch, p in params.recover.items()}
+        return await session.connect(credentials, recover)
+    if not session.connected:
+        raise TidingsError(ErrorCode.NOT_CONNECTED, "send connect first")
+    if isinstance(params, native.Subscribe):
+        since = (params.position.offset, params.position.epoch) if params.position else None
+        return await session.subscribe(params.channel, since)
+    if isinstance(params, native.Unsubscribe):
+        return await session.unsubscribe(params.channel)
+    if isinstance(params, native.Publish):
+        return await session.publish(params.channel, params.data)
+    if isinstance(params, native.Send):
+        return await session.send(params.user, params.data)
+    if isinstance(params, native.History):
+        return await session.history(params.channel, limit=params.limit, since=params.since,
+                                     reverse=params.reverse)
+    if isinstance(params, native.Presence):
+        return await session.presence(params.channel)
+    raise TidingsError(ErrorCode.UNKNOWN_METHOD, f"unknown method {command.method!r}")

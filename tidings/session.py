@@ -1,0 +1,304 @@
+"""One client connection, whatever protocol it speaks: identity, subscriptions, permissions.
+
+Protocol handlers (native JSON, STOMP) parse frames and call these methods; the methods
+raise TidingsError for anything the client did wrong and return plain dicts as results.
+Output goes through `write`, which enforces the bounded outgoing buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Protocol
+
+from tidings.auth import AuthError
+from tidings.broker.base import BrokerError
+from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
+from tidings.errors import CloseCode, ErrorCode, TidingsError
+from tidings.hub import Codec
+from tidings.model import ClientInfo, Publication
+from tidings.node import JOIN, LEAVE, Node
+from tidings.store.base import RecoveryImpossible, StoreError
+
+log = logging.getLogger("tidings.session")
+
+MAX_SUBSCRIPTIONS = 1000
+
+
+class Connection(Protocol):
+    """The socket under a session, as the session needs it."""
+
+    def write(self, frame: bytes) -> None: ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing; must not block and must tolerate being called twice."""
+
+
+class SessionCodec(Codec, Protocol):
+    def push_frame(self, kind: str, body: dict) -> bytes: ...
+
+    def ping_frame(self) -> bytes: ...
+
+
+class Session:
+    def __init__(self, node: Node, conn: Connection, codec: SessionCodec):
+        self.node = node
+        self.conn = conn
+        self.codec = codec
+        self.client = str(uuid.uuid4())
+        self.user = ""
+        self.meta: dict = {}
+        self.connected = False
+        self.closed = False
+        self.subscriptions: set[str] = set()
+        self.opened_at = self.last_seen = time.monotonic()
+        self._pinged_at: float | None = None
+        self._held: list[bytes] | None = None
+
+    # ---- output ----------------------------------------------------------------------
+
+    def write(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if self._held is not None:
+            self._held.append(frame)
+            return
+        if self.conn.buffered() > self.node.settings.max_outgoing_bytes:
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and recover")
+            return
+        self.conn.write(frame)
+
+    def release(self) -> None:
+        """Write what was held back while a multi-step reply was being built."""
+        held, self._held = self._held or [], None
+        for frame in held:
+            self.write(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        if self.connected:
+            self.write(self.codec.push_frame(
+                "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
+            ))
+        self.closed = True
+        if code not in (CloseCode.NORMAL,):
+            self.node.metrics.disconnects.labels(str(int(code))).inc()
+        self.conn.close(code, reason)
+
+    def lost_sync(self, channel: str) -> None:
+        self.close(CloseCode.GAP, f"lost position in {channel}: reconnect and recover")
+
+    def seen(self) -> None:
+        self.last_seen = time.monotonic()
+        self._pinged_at = None
+
+    def tick(self, now: float) -> None:
+        settings = self.node.settings
+        if not self.connected:
+            if now - self.opened_at > settings.connect_timeout:
+                self.close(CloseCode.CONNECT_TIMEOUT, "no connect command in time")
+        elif self._pinged_at is not None:
+            if now - self._pinged_at > settings.pong_timeout:
+                self.close(CloseCode.NO_PONG, "no pong in time")
+        elif now - self.last_seen >= settings.ping_interval:
+            self._pinged_at = now
+            self.write(self.codec.ping_frame())
+
+    # ---- commands --------------------------------------------------------------------
+
+    async def connect(self, credentials: dict, recover: dict[str, tuple[int, str]]) -> dict:
+        """Authenticate, register, subscribe the automatic channels (recovering if asked).
+
+        Output stays held until the caller has written the reply and called `release`.
+        """
+        if self.connected:
+            raise TidingsError(ErrorCode.ALREADY_CONNECTED, "already connected")
+        if self.node.draining:
+            raise TidingsError(ErrorCode.UNAVAILABLE, "node is shutting down: use another")
+        try:
+            identity = self.node.auth.authenticate(credentials)
+        except AuthError as exc:
+            raise TidingsError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+        automatic = [user_channel(identity.user), BROADCAST]
+        unknown = set(recover) - set(automatic)
+        if unknown:
+            raise TidingsError(
+                ErrorCode.BAD_REQUEST,
+                f"connect can recover only {automatic}; subscribe to {sorted(unknown)} instead",
+            )
+        self.user, self.meta = identity.user, identity.meta
+        self.connected = True
+        self._held = []
+        self.node.register(self)
+        try:
+            subs = {name: await self._subscribe_automatic(name, recover.get(name))
+                    for name in automatic}
+        except BaseException:
+            await self.cleanup()
+            self.close(CloseCode.SERVER_ERROR, "connect failed")
+            raise
+        return {
+            "client": self.client,
+            "user": self.user,
+            "node": self.node.name,
+            "ping": self.node.settings.ping_interval,
+            "pong": self.node.settings.pong_timeout,
+            "subs": subs,
+        }
+
+    async def _subscribe_automatic(self, name: str, since: tuple[int, str] | None) -> dict:
+        try:
+            return await self._subscribe(self.node.channel(name), since)
+        except TidingsError as exc:
+            if exc.code != ErrorCode.CANNOT_RECOVER:
+                raise
+            # automatic channels stay subscribed: the client reloads history instead
+            result = await self._subscribe(self.node.channel(name), None)
+            result.update(recovered=False, error={"code": int(exc.code), "message": exc.message})
+            return result
+
+    async def subscribe(self, name: str, since: tuple[int, str] | None) -> dict:
+        channel = self._channel(name)
+        if channel.name in self.subscriptions:
+            raise TidingsError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {name}")
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise TidingsError(ErrorCode.LIMIT_EXCEEDED,
+                               f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+        self._check_read(channel, subscribing=True)
+        return await self._subscribe(channel, since)
+
+    async def _subscribe(self, channel: Channel, since: tuple[int, str] | None) -> dict:
+        try:
+            pubs, position = await self.node.hub.subscribe(
+                self, channel, since=since, recovery_max=channel.options.recovery_max
+            )
+        except RecoveryImpossible as exc:
+            raise TidingsError(ErrorCode.CANNOT_RECOVER, f"cannot recover: {exc.reason}") from None
+        except (StoreError, BrokerError) as exc:
+            raise TidingsError(ErrorCode.UNAVAILABLE, f"subscribe failed: {exc}") from None
+        if self.closed:  # the connection went away while the hub was busy
+            self.node.hub.unsubscribe(self, channel.name)
+            raise TidingsError(ErrorCode.UNAVAILABLE, "connection closed")
+        self.subscriptions.add(channel.name)
+        result: dict = {"channel": channel.name}
+        if channel.options.stored:
+            result.update(offset=position.offset, epoch=position.epoch)
+        if since is not None:
+            result.update(recovered=True, publications=[pub.to_dict() for pub in pubs])
+        if channel.options.presence or channel.options.join_leave:
+            await self._joined(channel)
+        return result
+
+    async def unsubscribe(self, name: str) -> dict:
+        channel = self._channel(name)
+        if channel.name not in self.subscriptions:
+            raise TidingsError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {name}")
+        await self._leave(channel)
+        return {"channel": channel.name}
+
+    async def publish(self, name: str, data: bytes, *, source: str | None = None) -> dict:
+        channel = self._channel(name)
+        rule = channel.options.publish
+        if rule == "server":
+            raise TidingsError(ErrorCode.PERMISSION_DENIED,
+                               f"only the server API publishes to {channel.namespace} channels")
+        if rule == "members" and channel.name not in self.subscriptions:
+            raise TidingsError(ErrorCode.PERMISSION_DENIED, f"subscribe to {name} to publish")
+        return await self._publish(channel, data, source)
+
+    async def send(self, user: str, data: bytes) -> dict:
+        if not valid_user_id(user):
+            raise TidingsError(ErrorCode.BAD_REQUEST, "send: 'user' is not a valid user id")
+        return await self._publish(self.node.channel(user_channel(user)), data, None)
+
+    async def _publish(self, channel: Channel, data: bytes, source: str | None) -> dict:
+        try:
+            pub = await self.node.publish(channel, data, source=source, sender=self.user)
+        except (StoreError, BrokerError) as exc:
+            raise TidingsError(ErrorCode.UNAVAILABLE, f"publish failed: {exc}") from None
+        return _position(pub)
+
+    async def history(self, name: str, *, limit: int, since: int | None, reverse: bool) -> dict:
+        channel = self._channel(name)
+        self._check_read(channel, subscribing=False)
+        if not channel.options.stored:
+            raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} keeps no history")
+        try:
+            page = await self.node.store.history(channel.name, limit=limit, since=since,
+                                                 reverse=reverse)
+        except StoreError as exc:
+            raise TidingsError(ErrorCode.UNAVAILABLE, f"history failed: {exc}") from None
+        return {
+            "channel": channel.name,
+            "offset": page.position.offset,
+            "epoch": page.position.epoch,
+            "publications": [pub.to_dict() for pub in page.publications],
+        }
+
+    async def presence(self, name: str) -> dict:
+        channel = self._channel(name)
+        self._check_read(channel, subscribing=False)
+        if not channel.options.presence:
+            raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} has no presence")
+        try:
+            clients = await self.node.broker.presence(channel.name)
+        except BrokerError as exc:
+            raise TidingsError(ErrorCode.UNAVAILABLE, f"presence failed: {exc}") from None
+        return {"channel": channel.name, "clients": {c.client: c.to_dict() for c in clients}}
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _channel(self, name: str) -> Channel:
+        try:
+            return self.node.channel(name)
+        except ChannelError as exc:
+            raise TidingsError(ErrorCode.BAD_CHANNEL, str(exc)) from None
+
+    def _check_read(self, channel: Channel, *, subscribing: bool) -> None:
+        rule = channel.options.subscribe
+        if rule == "owner" and channel.owner != self.user:
+            raise TidingsError(ErrorCode.PERMISSION_DENIED,
+                               f"{channel.name} belongs to another user")
+        if rule == "server" and subscribing:
+            raise TidingsError(ErrorCode.PERMISSION_DENIED,
+                               f"{channel.namespace} channels are subscribed automatically")
+
+    def _info(self) -> ClientInfo:
+        return ClientInfo(self.client, self.user, self.node.name, self.meta)
+
+    async def _joined(self, channel: Channel) -> None:
+        try:
+            if channel.options.presence:
+                await self.node.presence_add(channel.name, self._info())
+            if channel.options.join_leave:
+                await self.node.announce(JOIN, channel.name, self._info())
+        except BrokerError as exc:
+            log.warning("join of %s to %s not announced: %s", self.client, channel.name, exc)
+
+    async def _leave(self, channel: Channel) -> None:
+        self.subscriptions.discard(channel.name)
+        self.node.hub.unsubscribe(self, channel.name)
+        try:
+            if channel.options.presence:
+                await self.node.presence_remove(channel.name, self.client)
+            if channel.options.join_leave:
+                await self.node.announce(LEAVE, channel.name, self._info())
+        except BrokerError as exc:
+            log.warning("leave of %s from %s not announced: %s", self.client, channel.name, exc)
+
+    async def cleanup(self) -> None:
+        """After the socket is gone: drop every subscription, presence entry and registration."""
+        self.closed = True
+        for name in list(self.subscriptions):
+            await self._leave(self.node.channel(name))
+        if self.connected:
+            self.node.unregister(self)
+
+
+def _position(pub: Publication) -> dict:
+    return {"offset": pub.offset, "epoch": pub.epoch} if pub.offset else {}
