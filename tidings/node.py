@@ -124,11 +124,16 @@ class Node:
 
     # ---- sessions --------------------------------------------------------------------
 
-    def register(self, session: "SessionLike") -> None:
+    def attach(self, session: "SessionLike") -> None:
+        """A new connection, connected or not: the node pings it and drains it."""
+        self.sessions_opened += 1
         self.sessions[session.client] = session
+
+    def identify(self, session: "SessionLike") -> None:
+        """The connection has authenticated as `session.user`."""
         self.by_user.setdefault(session.user, set()).add(session)
 
-    def unregister(self, session: "SessionLike") -> None:
+    def detach(self, session: "SessionLike") -> None:
         self.sessions.pop(session.client, None)
         sessions = self.by_user.get(session.user)
         if sessions is not None:

@@ -58,6 +58,7 @@ class Session:
         self.opened_at = self.last_seen = time.monotonic()
         self._pinged_at: float | None = None
         self._held: list[bytes] | None = None
+        node.attach(self)
 
     # ---- output ----------------------------------------------------------------------
 
@@ -81,13 +82,12 @@ class Session:
     def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
-        if self.connected:
-            self.write(self.codec.push_frame(
+        self.closed = True
+        if self.connected and code != CloseCode.SLOW_CONSUMER:  # a full buffer takes no more
+            self.conn.write(self.codec.push_frame(
                 "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
             ))
-        self.closed = True
-        if code not in (CloseCode.NORMAL,):
-            self.node.metrics.disconnects.labels(str(int(code))).inc()
+        self.node.metrics.disconnects.labels(str(int(code))).inc()
         self.conn.close(code, reason)
 
     def lost_sync(self, channel: str) -> None:
@@ -134,7 +134,7 @@ class Session:
         self.user, self.meta = identity.user, identity.meta
         self.connected = True
         self._held = []
-        self.node.register(self)
+        self.node.identify(self)
         try:
             subs = {name: await self._subscribe_automatic(name, recover.get(name))
                     for name in automatic}
@@ -296,8 +296,7 @@ class Session:
         self.closed = True
         for name in list(self.subscriptions):
             await self._leave(self.node.channel(name))
-        if self.connected:
-            self.node.unregister(self)
+        self.node.detach(self)
 
 
 def _position(pub: Publication) -> dict:

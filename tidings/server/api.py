@@ -19,6 +19,7 @@ from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
 from tidings.errors import ErrorCode, TidingsError
 from tidings.node import Node
+from tidings.server.keys import NODE
 from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
 from tidings.store.base import StoreError
 
@@ -63,7 +64,7 @@ async def api_errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _authorize(request: web.Request) -> None:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     key = node.settings.api_key
     if key is None:
         remote = request.remote or ""
@@ -115,13 +116,13 @@ async def _publish(node: Node, channel: Channel, fields: Fields) -> web.Response
 
 
 async def publish(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     fields = await _body(request, "publish")
     return await _publish(node, _channel(node, fields.str("channel")), fields)
 
 
 async def send(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     fields = await _body(request, "send")
     user = fields.str("user")
     if not valid_user_id(user):
@@ -130,7 +131,7 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def broadcast(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     fields = await _body(request, "broadcast")
     return await _publish(node, node.channel(BROADCAST), fields)
 
@@ -149,7 +150,7 @@ def _query(request: web.Request, method: str) -> Fields:
 
 
 async def history(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     fields = _query(request, "history")
     channel = _channel(node, request.query.get("channel"))
     if not channel.options.stored:
@@ -169,7 +170,7 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def presence(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     channel = _channel(node, request.query.get("channel"))
     if not channel.options.presence:
         raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} has no presence")
@@ -178,7 +179,7 @@ async def presence(request: web.Request) -> web.Response:
 
 
 async def disconnect(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     fields = await _body(request, "disconnect")
     user = fields.str("user")
     if not valid_user_id(user):
@@ -190,7 +191,7 @@ async def disconnect(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     nodes = sorted(await node.nodes(), key=lambda n: n.name)
     return _json({
         "node": node.name,
@@ -201,7 +202,7 @@ async def info(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     """200 while the store answers; 503 otherwise (a load balancer then stops sending clients)."""
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     if node.draining:
         return _json({"status": "draining", "node": node.name}, 503)
     try:
@@ -212,7 +213,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     return web.Response(body=node.metrics.render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

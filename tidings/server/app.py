@@ -11,6 +11,7 @@ from aiohttp import web
 from tidings import __version__
 from tidings.node import Node
 from tidings.server import api, native
+from tidings.server.keys import NODE
 
 log = logging.getLogger("tidings.server")
 
@@ -22,7 +23,7 @@ INDEX = """<!doctype html><meta charset="utf-8"><title>Tidings</title>
 
 def make_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=api.MAX_BODY, middlewares=[api.api_errors])
-    app["node"] = node
+    app[NODE] = node
     app.add_routes([web.get("/ws", native.handle), web.get("/", index), *api.routes()])
 
     async def start(app: web.Application) -> None:
@@ -37,7 +38,7 @@ def make_app(node: Node) -> web.Application:
 
 
 async def index(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     return web.Response(text=INDEX.format(version=__version__, node=node.name),
                         content_type="text/html")
 

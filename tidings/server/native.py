@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
+from tidings.server.keys import NODE
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
 from tidings.server.connection import WebSocketConnection
@@ -41,7 +42,7 @@ CODEC = NativeCodec()
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    node: Node = request.app["node"]
+    node = request.app[NODE]
     ws = web.WebSocketResponse(
         compress=False, autoping=True, max_msg_size=node.settings.max_frame_bytes
     )
@@ -49,7 +50,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     session = Session(node, WebSocketConnection(ws, request.transport), CODEC)
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
-    node.sessions_opened += 1
     errors = 0
     try:
         async for msg in ws:
