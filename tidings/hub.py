@@ -112,11 +112,12 @@ class Hub:
             )
         finally:
             del state.catching_up[sub]
-        seen = recovered[-1].offset if recovered else since[0]
-        merged = recovered + [pub for pub in buffer if pub.offset > seen]
+        stored_upto = recovered[-1].offset if recovered else since[0]
+        merged = recovered + [pub for pub in buffer if pub.offset > stored_upto]
+        # Hand over only what the live stream has passed; the rest arrives live.
         live_point = state.next - 1
         merged = [pub for pub in merged if pub.offset <= live_point]
-        seen = max(seen, merged[-1].offset if merged else seen)
+        seen = merged[-1].offset if merged else since[0]
         if seen > live_point:
             # the client is ahead of this node's live stream: let the hub catch up first
             state.skipping[sub] = seen
