@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from tidings import __version__
 from tidings.auth import check_exposure
 from tidings.config import ConfigError, Settings, load_settings
+from tidings.workers import check_workers, supervise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="TOML settings file (TIDINGS_* variables override it)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="node processes sharing the port (needs a shared broker)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
 
@@ -29,13 +33,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, **overrides)
         check_exposure(settings)
+        check_workers(settings, args.workers)
     except ConfigError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-    return run(settings)
+    if args.workers > 1:
+        raw = argv if argv is not None else sys.argv[1:]
+        child_argv = _without_workers(raw[raw.index("serve") + 1:])
+        return supervise(settings, args.workers, child_argv)
+    return run(settings, reuse_port=os.environ.get("TIDINGS_REUSE_PORT") == "1")
 
 
-def run(settings: Settings) -> int:
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def run(settings: Settings, *, reuse_port: bool = False) -> int:
     from tidings.node import Node
     from tidings.server.app import serve
 
@@ -46,7 +67,7 @@ def run(settings: Settings) -> int:
     except ImportError:
         pass
     try:
-        asyncio.run(serve(Node(settings)))
+        asyncio.run(serve(Node(settings), reuse_port=reuse_port))
     except ValueError as exc:  # an unknown store or broker URL
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
