@@ -58,20 +58,21 @@ class Session:
         self.opened_at = self.last_seen = time.monotonic()
         self._pinged_at: float | None = None
         self._held: list[bytes] | None = None
+        self._max_outgoing = node.settings.max_outgoing_bytes
         node.attach(self)
 
     # ---- output ----------------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:
+        """Called once per recipient of every publication: keep it short."""
         if self.closed:
             return
         if self._held is not None:
             self._held.append(frame)
-            return
-        if self.conn.buffered() > self.node.settings.max_outgoing_bytes:
+        elif self.conn.buffered() > self._max_outgoing:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and recover")
-            return
-        self.conn.write(frame)
+        else:
+            self.conn.write(frame)
 
     def release(self) -> None:
         """Write what was held back while a multi-step reply was being built."""

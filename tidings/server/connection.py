@@ -22,13 +22,11 @@ class WebSocketConnection:
         self.ws = ws
         self.transport = transport
         self.closing: asyncio.Task | None = None
-
-    def write(self, frame: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(frame)
-
-    def buffered(self) -> int:
-        return self.transport.get_write_buffer_size()
+        # Bound methods of the transport itself: the fan-out loop calls these once per
+        # recipient, so no wrapper frame sits between the hub and the socket. Writing to a
+        # transport the peer already closed is a no-op (asyncio counts and drops it).
+        self.write = transport.write
+        self.buffered = transport.get_write_buffer_size
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
