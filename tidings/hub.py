@@ -111,7 +111,7 @@ class Hub:
                 channel.name, since[0], since[1], max_publications=recovery_max
             )
         finally:
-            del state.catching_up[sub]
+            state.catching_up.pop(sub, None)
         stored_upto = recovered[-1].offset if recovered else since[0]
         merged = recovered + [pub for pub in buffer if pub.offset > stored_upto]
         # Hand over only what the live stream has passed; the rest arrives live.
@@ -148,10 +148,11 @@ class Hub:
         state.groups.setdefault(sub.codec, {})[sub] = None
 
     async def _state(self, channel: Channel) -> ChannelState:
-        state = self.channels.get(channel.name)
-        if state is not None:
+        while (state := self.channels.get(channel.name)) is not None:
             await asyncio.shield(state.ready)
-            return state
+            if self.channels.get(channel.name) is state:
+                return state
+            # the channel was dropped (its last subscriber left) while we waited: start anew
         state = ChannelState(
             channel.name, channel.options.stored, asyncio.get_running_loop().create_future()
         )
