@@ -26,6 +26,7 @@ from tidings.errors import CloseCode
 from tidings.hub import Hub
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
+from tidings.outbox import Outbox
 from tidings.store import Retention, Store, open_store
 from tidings.store.base import now_ms
 
@@ -43,6 +44,7 @@ class Node:
         self.store = store or open_store(settings.store, group_commit=settings.group_commit)
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
+        self.outbox = Outbox()
         self.auth = Authenticator(settings)
         self.started = now_ms()
         self.sessions: dict[str, "SessionLike"] = {}

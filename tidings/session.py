@@ -31,6 +31,8 @@ class Connection(Protocol):
 
     def write(self, frame: bytes) -> None: ...
 
+    def writelines(self, frames: list[bytes]) -> None: ...
+
     def buffered(self) -> int:
         """Bytes written but not yet taken by the kernel."""
 
@@ -57,37 +59,61 @@ class Session:
         self.subscriptions: set[str] = set()
         self.opened_at = self.last_seen = time.monotonic()
         self._pinged_at: float | None = None
-        self._held: list[bytes] | None = None
+        self._out: list[bytes] = []
+        self._holding = False
         self._max_outgoing = node.settings.max_outgoing_bytes
         node.attach(self)
 
     # ---- output ----------------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:
-        """Called once per recipient of every publication: keep it short."""
+        """Queue a frame; called once per recipient of every publication, so kept short."""
         if self.closed:
             return
-        if self._held is not None:
-            self._held.append(frame)
-        elif self.conn.buffered() > self._max_outgoing:
+        if not self._out and not self._holding:
+            self.node.outbox.mark(self)
+        self._out.append(frame)
+
+    def flush(self) -> None:
+        """Write what was queued this tick in one go (see tidings.outbox)."""
+        if self.closed or self._holding or not self._out:
+            return
+        if self.conn.buffered() > self._max_outgoing:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and recover")
+            return
+        out, self._out = self._out, []
+        if len(out) == 1:
+            self.conn.write(out[0])
         else:
-            self.conn.write(frame)
+            self.conn.writelines(out)
+
+    def reply(self, frame: bytes) -> None:
+        """A command's reply: ahead of anything held back while it was being built."""
+        if self._holding:
+            self._out.insert(0, frame)
+        else:
+            self.write(frame)
+
+    def hold(self) -> None:
+        """Keep output back while a reply that must come first is being built."""
+        self._holding = True
 
     def release(self) -> None:
-        """Write what was held back while a multi-step reply was being built."""
-        held, self._held = self._held or [], None
-        for frame in held:
-            self.write(frame)
+        self._holding = False
+        if self._out:
+            self.node.outbox.mark(self)
 
     def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.connected and code != CloseCode.SLOW_CONSUMER:  # a full buffer takes no more
-            self.conn.write(self.codec.push_frame(
-                "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
-            ))
+        out, self._out = self._out, []
+        if code != CloseCode.SLOW_CONSUMER:  # a full buffer takes no more
+            if self.connected:
+                out.append(self.codec.push_frame(
+                    "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
+                ))
+            self.conn.writelines(out)
         self.node.metrics.disconnects.labels(str(int(code))).inc()
         self.conn.close(code, reason)
 
@@ -134,7 +160,7 @@ class Session:
             )
         self.user, self.meta = identity.user, identity.meta
         self.connected = True
-        self._held = []
+        self.hold()
         self.node.identify(self)
         try:
             subs = {name: await self._subscribe_automatic(name, recover.get(name))

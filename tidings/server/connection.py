@@ -26,6 +26,7 @@ class WebSocketConnection:
         # recipient, so no wrapper frame sits between the hub and the socket. Writing to a
         # transport the peer already closed is a no-op (asyncio counts and drops it).
         self.write = transport.write
+        self.writelines = transport.writelines
         self.buffered = transport.get_write_buffer_size
 
     def close(self, code: int, reason: str) -> None:

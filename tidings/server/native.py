@@ -92,7 +92,7 @@ async def _on_text(session: Session, text: str) -> bool:
         log.exception("command %s failed", command.method)
         _reply_error(session, command.id, ErrorCode.INTERNAL, "internal error", command.method)
         return True
-    session.write(wsframe.text(native.encode_reply(command.id, command.method, result)))
+    session.reply(wsframe.text(native.encode_reply(command.id, command.method, result)))
     if command.method == "connect":
         session.release()
     metrics.commands.labels(command.method, "ok").inc()
@@ -101,7 +101,7 @@ async def _on_text(session: Session, text: str) -> bool:
 
 def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:
     session.node.metrics.commands.labels(method, "error").inc()
-    session.write(wsframe.text(native.encode_error(id, code, message)))
+    session.reply(wsframe.text(native.encode_error(id, code, message)))
     if method == "connect":
         session.release()
 
