@@ -197,8 +197,13 @@ async def clean_broker(kind: str, tag: str) -> None:
         with contextlib.suppress(Exception):
             await channel.exchange_delete(tag)
         await conn.close()
-    # NATS: subjects vanish with their subscribers; KV buckets under the prefix are
-    # removed by the broker's own cleanup helper when it has one.
+    else:  # NATS: subjects vanish with their subscribers; the KV bucket stays until deleted
+        import nats
+
+        conn = await nats.connect("nats://127.0.0.1:4222")
+        with contextlib.suppress(Exception):
+            await conn.jetstream().delete_key_value(f"{tag}_cluster")
+        await conn.close()
 
 
 @pytest.fixture(params=BROKERS)

@@ -69,10 +69,14 @@ class Broker(ABC):
         self.received += 1
         self._on_message(channel, payload)
 
-    async def _reconnected(self) -> None:
-        """Backends call this after a lost connection is back: resubscribe, then tell the node."""
-        self._active.clear()
-        await self._sync()
+    async def _reconnected(self, *, resubscribed: bool = False) -> None:
+        """Backends call this after a lost connection is back: resubscribe, then tell the node.
+
+        `resubscribed` is for a client library that restores subscriptions by itself.
+        """
+        if not resubscribed:
+            self._active.clear()
+            await self._sync()
         if self._on_reconnect is not None:
             await self._on_reconnect()
 
