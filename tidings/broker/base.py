@@ -44,7 +44,7 @@ class Broker(ABC):
     def __init__(self, node: str, *, ttl: float = 15.0):
         self.node = node
         self.ttl = ttl
-        self._on_message: MessageHandler = lambda channel, payload: None
+        self._handler: MessageHandler = lambda channel, payload: None
         self._on_reconnect: ReconnectHandler | None = None
         self._wanted: set[str] = set()  # channels the node wants, as of the latest call
         self._active: set[str] = set()  # channels the broker has confirmed
@@ -57,7 +57,7 @@ class Broker(ABC):
     async def start(
         self, on_message: MessageHandler, on_reconnect: ReconnectHandler | None = None
     ) -> None:
-        self._on_message = on_message
+        self._handler = on_message
         self._on_reconnect = on_reconnect
         await self._connect()
 
@@ -67,7 +67,7 @@ class Broker(ABC):
     def _deliver(self, channel: str, payload: bytes) -> None:
         """Backends call this for every message that arrives on a subscribed channel."""
         self.received += 1
-        self._on_message(channel, payload)
+        self._handler(channel, payload)
 
     async def _reconnected(self, *, resubscribed: bool = False) -> None:
         """Backends call this after a lost connection is back: resubscribe, then tell the node.
