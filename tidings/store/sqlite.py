@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tidings.model import Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError
+from tidings.store.base import AppendRequest, Store, StoreError, now_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidings_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -197,9 +197,8 @@ class SQLiteStore(Store):
                 sql = "offset > ? ORDER BY offset ASC"
             rows = self._reader_conn.execute(
                 f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = ? "
-                f"AND (expires IS NULL OR expires > strftime('%s','now') * 1000) "
-                f"AND {sql} LIMIT ?",
-                (channel, bound, limit),
+                f"AND (expires IS NULL OR expires > ?) AND {sql} LIMIT ?",
+                (channel, now_ms(), bound, limit),
             ).fetchall()
         finally:
             self._reader_conn.execute("COMMIT")
@@ -213,9 +212,8 @@ class SQLiteStore(Store):
         position = self._position_sync(channel)
         rows = self._reader_conn.execute(
             f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = ? "
-            "AND offset > ? AND offset <= ? "
-            "AND (expires IS NULL OR expires > strftime('%s','now') * 1000) "
+            "AND offset > ? AND offset <= ? AND (expires IS NULL OR expires > ?) "
             "ORDER BY offset ASC",
-            (channel, after, upto),
+            (channel, after, upto, now_ms()),
         ).fetchall()
         return self._rows_to_pubs(rows, position.epoch)
