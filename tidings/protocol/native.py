@@ -142,7 +142,9 @@ class Fields:
 
 
 def _connect(f: Fields) -> Connect:
-    recover_raw = f.raw.get("recover") or {}
+    recover_raw = f.raw.get("recover")
+    if recover_raw is None:
+        recover_raw = {}
     if not isinstance(recover_raw, dict):
         raise _bad("connect: 'recover' must be an object of channel -> {offset, epoch}", f.id)
     recover = {}
