@@ -1,0 +1,1 @@
+"""Tidings' benchmark suite: Tidings beside Socket.IO, python-socketio and a bare ceiling."""
