@@ -6,5 +6,6 @@ serve:  ## install and run one node on the embedded defaults
 test:   ## install, start the services, run the whole test suite
 	./scripts/test.sh
 
-bench:  ## run the benchmark suite (quick profile)
+bench:  ## install the benchmark's tools and peers, run the quick profile
+	EXTRAS=bench bash scripts/install.sh
 	.venv/bin/python -m bench
