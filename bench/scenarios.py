@@ -169,3 +169,58 @@ def summarize(runs: list[dict], key: str) -> dict:
     values = [run[key] for run in runs]
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "runs": values}
+
+
+def cluster_fanout(cluster, subscribers: int, publications: int) -> dict:
+    """One room whose members are spread over every node; publishers on the first node."""
+    users = [f"s{i}" for i in range(subscribers)]
+    parts = _split(users, len(cluster.nodes))
+    subs = Generator([Job("tidings", node.url, "sub", part, expect=publications, deadline=60)
+                      for node, part in zip(cluster.nodes, parts)])
+    pubs = None
+    try:
+        subs.ready()
+        pubs = Generator([Job("tidings", cluster.nodes[0].url, "pub",
+                              [f"p{i}" for i in range(10)], count=publications)])
+        pubs.ready()
+        received0, start = cluster.broker_received(), time.time()
+        subs.go()
+        pubs.go()
+        sub_results, pub_results = subs.results(), pubs.results()
+        broker = cluster.broker_received() - received0
+    finally:
+        subs.close()
+        if pubs:
+            pubs.close()
+    got = sum(r["received"] for r in sub_results)
+    last = max((r["last"] for r in sub_results if r["last"]), default=start)
+    sent = pub_results[0]["sent"]
+    return {"subscribers": subscribers, "deliveries": got, "expected": subscribers * publications,
+            "deliveries_per_s": got / max(last - start, 1e-6),
+            "broker_messages_per_publication": broker / max(sent, 1),
+            "generator_cpu_share": _generator_saturation(sub_results + pub_results),
+            **_latency(sub_results)}
+
+
+def cluster_direct(cluster, pairs: int, per_user: int) -> dict:
+    """Pairs whose two users sit on different nodes; broker messages each message cost."""
+    users = [f"d{i}" for i in range(pairs * 2)]
+    partner = {u: users[i ^ 1] for i, u in enumerate(users)}
+    parts = _split(users, len(cluster.nodes))
+    gen = Generator([Job("tidings", node.url, "dm", part, expect=per_user,
+                         count=per_user * len(part), partners=[partner[u] for u in part],
+                         deadline=60) for node, part in zip(cluster.nodes, parts)])
+    try:
+        gen.ready()
+        received0, start = cluster.broker_received(), time.time()
+        gen.go()
+        results = gen.results()
+        broker = cluster.broker_received() - received0
+    finally:
+        gen.close()
+    got = sum(r["received"] for r in results)
+    last = max((r["last"] for r in results if r["last"]), default=start)
+    return {"pairs": pairs, "messages": got, "expected": pairs * 2 * per_user,
+            "messages_per_s": got / max(last - start, 1e-6),
+            "broker_messages_per_message": broker / max(got, 1),
+            "generator_cpu_share": _generator_saturation(results), **_latency(results)}

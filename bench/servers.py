@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 TICK = os.sysconf("SC_CLK_TCK")
 
-TARGETS = ["tidings", "socketio-node", "python-socketio", "bare-aiohttp"]
-PROTOCOL = {"tidings": "tidings", "socketio-node": "socketio",
-            "python-socketio": "socketio", "bare-aiohttp": "bare"}
+PROTOCOL = {"tidings": "tidings", "socketio-node": "socketio", "python-socketio": "socketio",
+            "bare-aiohttp": "bare", "bare-picows": "bare", "bare-websockets": "bare"}
+SCRIPTS = {"python-socketio": "pysio_server.py", "bare-aiohttp": "bare_server.py",
+           "bare-picows": "bare_picows.py", "bare-websockets": "bare_websockets.py"}
 
 
 def free_port() -> int:
@@ -46,9 +47,7 @@ class Server:
             return [sys.executable, "-m", "tidings", "serve", "--log-level", "warning"]
         if self.target == "socketio-node":
             return ["node", str(PEERS / "socketio_server.js")]
-        if self.target == "python-socketio":
-            return [sys.executable, str(PEERS / "pysio_server.py")]
-        return [sys.executable, str(PEERS / "bare_server.py")]
+        return [sys.executable, str(PEERS / SCRIPTS[self.target])]
 
     def start(self) -> "Server":
         env = {**os.environ, "PORT": str(self.port), "TIDINGS_PORT": str(self.port),
@@ -101,3 +100,37 @@ def _raise_nofile() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Cluster:
+    """Three Tidings nodes on one broker and one PostgreSQL schema (dropped afterwards)."""
+
+    def __init__(self, broker: str, store: str, size: int = 3):
+        self.nodes = [Server("tidings", {"TIDINGS_BROKER": broker, "TIDINGS_STORE": store,
+                                         "TIDINGS_NODE_NAME": f"bench-n{i + 1}"})
+                      for i in range(size)]
+
+    def __enter__(self) -> "Cluster":
+        for node in self.nodes:
+            node.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def broker_received(self) -> float:
+        """Messages all nodes took from the broker so far (their /metrics)."""
+        import re
+        import urllib.request
+
+        total = 0.0
+        for node in self.nodes:
+            with urllib.request.urlopen(f"{node.url}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            match = re.search(r"^tidings_broker_received_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+            total += float(match.group(1)) if match else 0.0
+        return total
+
+    def cpu_seconds(self) -> float:
+        return sum(node.cpu_seconds() for node in self.nodes)
