@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 target, times, lambda s: scenarios.idle(s, spec["idle"])))
     if wanted("recovery"):
         for missed in profile["recovery"]:
+            keep = {"TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE": str(max(missed, 1000))}
             record("recovery", f"K={missed}", "tidings",
-                   _repeat("tidings", times, lambda s: scenarios.recovery(s, missed)))
+                   _repeat("tidings", times, lambda s: scenarios.recovery(s, missed), keep))
 
     if wanted("cluster") and "cluster" in profile:
         spec = profile["cluster"]

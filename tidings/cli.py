@@ -14,6 +14,9 @@ from tidings.config import ConfigError, Settings, load_settings
 from tidings.workers import check_workers, supervise
 
 
+SWITCH_INTERVAL = 0.0005
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tidings", description="A real-time messaging gateway.")
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
@@ -66,6 +69,9 @@ def run(settings: Settings, *, reuse_port: bool = False) -> int:
         uvloop.install()
     except ImportError:
         pass
+    # The store's writer thread must get the GIL back quickly after each commit: with the
+    # default 5 ms switch interval a busy event loop makes every batch wait that long.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         asyncio.run(serve(Node(settings), reuse_port=reuse_port))
     except ValueError as exc:  # an unknown store or broker URL

@@ -29,10 +29,19 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self._children: dict[tuple, object] = {}
         for name, fn in read.items():
             gauge = Gauge(f"tidings_{name}", name.replace("_", " "), ["node"],
                           registry=self.registry)
             gauge.labels(**labels).set_function(fn)
+
+    def count(self, metric: Counter, *labels: str) -> None:
+        """Increment a labelled counter; children are cached (labels() is slow on hot paths)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -160,7 +160,7 @@ class Node:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
         await self._to_broker(channel.name, PUBLICATION, pub.to_dict())
-        self.metrics.published.labels(channel.namespace).inc()
+        self.metrics.count(self.metrics.published, channel.namespace)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return pub
 

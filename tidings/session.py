@@ -114,7 +114,7 @@ class Session:
                     "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
                 ))
             self.conn.writelines(out)
-        self.node.metrics.disconnects.labels(str(int(code))).inc()
+        self.node.metrics.count(self.node.metrics.disconnects, str(int(code)))
         self.conn.close(code, reason)
 
     def lost_sync(self, channel: str) -> None:

@@ -95,12 +95,12 @@ async def _on_text(session: Session, text: str) -> bool:
     session.reply(wsframe.text(native.encode_reply(command.id, command.method, result)))
     if command.method == "connect":
         session.release()
-    metrics.commands.labels(command.method, "ok").inc()
+    metrics.count(metrics.commands, command.method, "ok")
     return True
 
 
 def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:
-    session.node.metrics.commands.labels(method, "error").inc()
+    session.node.metrics.count(session.node.metrics.commands, method, "error")
     session.reply(wsframe.text(native.encode_error(id, code, message)))
     if method == "connect":
         session.release()
