@@ -27,6 +27,7 @@ from tidings.hub import Hub
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
+from tidings.presence import PresenceMap
 from tidings.store import Retention, Store, open_store
 from tidings.store.base import now_ms
 
@@ -49,7 +50,7 @@ class Node:
         self.started = now_ms()
         self.sessions: dict[str, "SessionLike"] = {}
         self.by_user: dict[str, set["SessionLike"]] = {}
-        self.presence: dict[str, dict[str, ClientInfo]] = {}
+        self.presence = PresenceMap()
         self.draining = False
         self.sessions_opened = 0
         self.metrics = Metrics(self.name, {
@@ -118,7 +119,7 @@ class Node:
     async def _heartbeat(self) -> None:
         info = NodeInfo(self.name, len(self.sessions), len(self.by_user), self.started,
                         __version__, f"{self.settings.host}:{self.settings.port}")
-        presence = {ch: list(members.values()) for ch, members in self.presence.items()}
+        presence = self.presence.snapshot()
         try:
             await self.broker.heartbeat(info, presence)
         except BrokerError as exc:
@@ -170,15 +171,11 @@ class Node:
         await self._to_broker(channel, kind, client.to_dict())
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
-        self.presence.setdefault(channel, {})[client.client] = client
+        self.presence.add(channel, client)
         await self.broker.presence_add(channel, client)
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        members = self.presence.get(channel)
-        if members is not None:
-            members.pop(client, None)
-            if not members:
-                del self.presence[channel]
+        self.presence.remove(channel, client)
         await self.broker.presence_remove(channel, client)
 
     async def disconnect_user(self, user: str, *, reconnect: bool, client: str | None = None) -> int:

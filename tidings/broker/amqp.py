@@ -36,6 +36,7 @@ from aio_pika.exceptions import AMQPError
 
 from tidings.broker.base import Broker, BrokerError
 from tidings.model import ClientInfo, NodeInfo
+from tidings.presence import PresenceMap
 
 log = logging.getLogger("tidings.broker.amqp")
 
@@ -62,7 +63,7 @@ class AmqpBroker(Broker):
         self._connection = None
         self._exchange = None
         self._queue = None
-        self._local: dict[str, dict[str, ClientInfo]] = {}  # this node's presence
+        self._local = PresenceMap()  # this node's presence
         self._peers: dict[str, tuple[NodeInfo, float]] = {}
         self._me: NodeInfo | None = None
         self._questions: dict[str, tuple[asyncio.Future, list, set[str]]] = {}
@@ -148,7 +149,7 @@ class AmqpBroker(Broker):
         if kind == "hb":
             self._peers[sender] = (NodeInfo.from_dict(message["node"]), time.monotonic())
         elif kind == "ask":
-            clients = [c.to_dict() for c in self._local.get(message["channel"], {}).values()]
+            clients = [c.to_dict() for c in self._local.members(message["channel"])]
             answer = {"t": "answer", "from": self.node, "id": message["id"], "clients": clients}
             asyncio.get_running_loop().create_task(
                 self._answer(f"_ctl.node.{_word(sender)}", orjson.dumps(answer))
@@ -174,22 +175,18 @@ class AmqpBroker(Broker):
 
     async def heartbeat(self, node: NodeInfo, presence: dict[str, list[ClientInfo]]) -> None:
         self._me = node
-        self._local = {ch: {c.client: c for c in clients} for ch, clients in presence.items()}
+        self._local.replace(presence)
         await self._send(CONTROL, orjson.dumps({"t": "hb", "from": self.node,
                                                 "node": node.to_dict()}))
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
-        self._local.setdefault(channel, {})[client.client] = client
+        self._local.add(channel, client)
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        members = self._local.get(channel)
-        if members is not None:
-            members.pop(client, None)
-            if not members:
-                del self._local[channel]
+        self._local.remove(channel, client)
 
     async def presence(self, channel: str) -> list[ClientInfo]:
-        clients = list(self._local.get(channel, {}).values())
+        clients = self._local.members(channel)
         peers = {info.name for info in self._live_peers()}
         if not peers:
             return clients

@@ -6,6 +6,7 @@ import time
 
 from tidings.broker.base import Broker
 from tidings.model import ClientInfo, NodeInfo
+from tidings.presence import PresenceMap
 
 
 class MemoryBroker(Broker):
@@ -15,7 +16,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, node: str, **options):
         super().__init__(node, **options)
-        self._presence: dict[str, dict[str, ClientInfo]] = {}
+        self._presence = PresenceMap()
         self._node_info: NodeInfo | None = None
         self._node_seen = 0.0
 
@@ -38,24 +39,16 @@ class MemoryBroker(Broker):
     async def heartbeat(self, node: NodeInfo, presence: dict[str, list[ClientInfo]]) -> None:
         self._node_info = node
         self._node_seen = time.monotonic()
-        self._presence = {
-            channel: {client.client: client for client in clients}
-            for channel, clients in presence.items()
-            if clients
-        }
+        self._presence.replace(presence)
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
-        self._presence.setdefault(channel, {})[client.client] = client
+        self._presence.add(channel, client)
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        members = self._presence.get(channel)
-        if members is not None:
-            members.pop(client, None)
-            if not members:
-                del self._presence[channel]
+        self._presence.remove(channel, client)
 
     async def presence(self, channel: str) -> list[ClientInfo]:
-        return list(self._presence.get(channel, {}).values())
+        return self._presence.members(channel)
 
     async def nodes(self) -> list[NodeInfo]:
         if self._node_info is None or time.monotonic() - self._node_seen > self.ttl:
