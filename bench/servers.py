@@ -56,8 +56,10 @@ class Server:
                "TIDINGS_NAMESPACES__ROOM__PRESENCE": "false",
                "TIDINGS_NAMESPACES__ROOM__PUBLISH": "anyone",
                "PYTHONPATH": str(ROOT), **self.extra_env}
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=_raise_nofile)
+        self.log = Path(self.dir) / "server.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=_raise_nofile)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -106,10 +106,10 @@ class AmqpBroker(Broker):
         if self._exchange is None or self._connection is None or self._connection.is_closed:
             raise BrokerError("amqp: not connected")
         try:
-            await asyncio.wait_for(self._exchange.publish(
+            await self._exchange.publish(
                 aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
-                routing_key=key, mandatory=False,  # no node wants it: nothing to say
-            ), 5)
+                routing_key=key, mandatory=False, timeout=5,  # unroutable: nothing to say
+            )
         except (AMQPError, OSError, RuntimeError, asyncio.TimeoutError) as exc:
             raise BrokerError(f"amqp: publish failed: {exc}") from exc
 

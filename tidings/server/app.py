@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -52,6 +53,9 @@ async def serve(node: Node, *, reuse_port: bool = False) -> None:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port,
                        backlog=4096)
     await site.start()
+    # Everything made so far (modules, settings, the app) lives as long as the process:
+    # keep it out of the garbage collector's full passes, which would pause delivery.
+    gc.freeze()
     log.info("tidings %s node %s listening on http://%s:%d (store %s, broker %s)",
              __version__, node.name, settings.host, settings.port,
              settings.store.split("@")[-1], settings.broker.split("@")[-1])

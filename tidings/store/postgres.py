@@ -48,6 +48,18 @@ MIGRATIONS = {
 }
 
 COLUMNS = 'channel, "offset", time, data, source, sender'
+# One round trip reserves the next offsets of every channel in a batch (row locks taken in
+# the sorted order of the input), one more trims them all to their retention size.
+RESERVE = """
+INSERT INTO tidings_channels (channel, top, epoch)
+SELECT channel, n, $3 FROM unnest($1::text[], $2::bigint[]) AS t(channel, n) ORDER BY channel
+ON CONFLICT (channel) DO UPDATE SET top = tidings_channels.top + excluded.top
+RETURNING channel, top, epoch
+"""
+TRIM = """
+DELETE FROM tidings_publications p USING unnest($1::text[], $2::bigint[]) AS t(channel, upto)
+WHERE p.channel = t.channel AND p."offset" <= t.upto
+"""
 NOT_EXPIRED = "(expires IS NULL OR expires > (extract(epoch from now()) * 1000)::bigint)"
 
 
@@ -125,20 +137,17 @@ class PostgresStore(Store):
         by_channel: dict[str, list[int]] = defaultdict(list)
         for index, request in enumerate(batch):
             by_channel[request.channel].append(index)
+        channels = sorted(by_channel)  # sorted: concurrent batches lock rows in one order
+        counts = [len(by_channel[channel]) for channel in channels]
         pubs: list[Publication | None] = [None] * len(batch)
+        rows, trims = [], []
         try:
             async with self._pool_or_fail().acquire() as conn, conn.transaction():
-                rows = []
-                for channel in sorted(by_channel):  # sorted: concurrent batches never deadlock
+                tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
+                for record in tops:
+                    channel, top, epoch = record["channel"], record["top"], record["epoch"]
                     indexes = by_channel[channel]
-                    top, epoch = await conn.fetchrow(
-                        "INSERT INTO tidings_channels (channel, top, epoch) VALUES ($1, $2, $3) "
-                        "ON CONFLICT (channel) DO UPDATE SET top = tidings_channels.top + $2 "
-                        "RETURNING top, epoch",
-                        channel, len(indexes), self._epoch,
-                    )
-                    first = top - len(indexes) + 1
-                    for offset, index in enumerate(indexes, start=first):
+                    for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
                         request = batch[index]
                         ttl = request.retention.ttl
                         expires = request.time + int(ttl * 1000) if ttl else None
@@ -146,15 +155,12 @@ class PostgresStore(Store):
                                                   request.time, request.source, request.sender)
                         rows.append((channel, offset, request.time, expires, request.data,
                                      request.source, request.sender))
-                    size = batch[indexes[-1]].retention.size
-                    await conn.execute(
-                        'DELETE FROM tidings_publications WHERE channel = $1 AND "offset" <= $2',
-                        channel, top - size,
-                    )
+                    trims.append((channel, top - batch[indexes[-1]].retention.size))
                 await conn.copy_records_to_table(
                     "tidings_publications", records=rows, schema_name=self.schema,
                     columns=["channel", "offset", "time", "expires", "data", "source", "sender"],
                 )
+                await conn.execute(TRIM, [c for c, _ in trims], [upto for _, upto in trims])
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"postgresql: append failed: {exc}") from exc
         return pubs  # type: ignore[return-value]

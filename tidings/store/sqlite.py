@@ -4,11 +4,16 @@ The writer and the reader each own a connection and a thread of their own, so hi
 never wait behind a commit (WAL lets readers see the last committed state while a writer
 works). `synchronous=FULL` makes every commit fsync; group commit makes that one fsync a
 batch, not one per publication.
+
+Checkpoints (copying the WAL back into the database file) run on a third connection once a
+second, never inside a commit: SQLite's automatic checkpoint would run in the committing
+thread and hold up every publish of that batch for the length of a database-file fsync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +44,8 @@ CREATE INDEX IF NOT EXISTS tidings_publications_expires
 """
 
 COLUMNS = "channel, offset, time, data, source, sender"
+CHECKPOINT_INTERVAL = 1.0
+log = logging.getLogger("tidings.store.sqlite")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -57,8 +64,10 @@ class SQLiteStore(Store):
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite-read")
         self._writer_conn: sqlite3.Connection | None = None
         self._reader_conn: sqlite3.Connection | None = None
+        self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite-wal")
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointer: asyncio.Task | None = None
         self._epoch = ""
-        self._epochs: dict[str, str] = {}
 
     async def _on(self, thread: ThreadPoolExecutor, fn, *args):
         try:
@@ -70,11 +79,23 @@ class SQLiteStore(Store):
 
     async def _open(self) -> None:
         await self._on(self._write_thread, self._open_sync)
+        self._checkpoint_conn = await self._on(self._checkpoint_thread, _connect, self.path)
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await self._on(self._checkpoint_thread, self._checkpoint_conn.execute,
+                               "PRAGMA wal_checkpoint(PASSIVE)")
+            except StoreError as exc:  # busy or failing disk: the next round tries again
+                log.warning("checkpoint failed: %s", exc)
 
     def _open_sync(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = _connect(self.path)
+        self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
         self._writer_conn.executescript(SCHEMA)
         row = self._writer_conn.execute(
             "SELECT value FROM tidings_meta WHERE key = 'epoch'"
@@ -89,9 +110,12 @@ class SQLiteStore(Store):
         self._reader_conn = _connect(self.path)
 
     async def _close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
         for thread, conn in (
             (self._write_thread, self._writer_conn),
             (self._read_thread, self._reader_conn),
+            (self._checkpoint_thread, self._checkpoint_conn),
         ):
             if conn is not None:
                 await asyncio.get_running_loop().run_in_executor(thread, conn.close)
