@@ -2,59 +2,141 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tidings.config import ConfigError, load_settings
+from tidings.config import DEFAULT_NAMESPACES, ConfigError, Namespace, load_settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    import os
-
     for name in list(os.environ):
         if name.startswith("TIDINGS_"):
             monkeypatch.delenv(name)
 
 
+def _toml(tmp_path, text: str):
+    path = tmp_path / "tidings.toml"
+    path.write_text(text)
+    return path
+
+
 def test_defaults_are_the_embedded_single_node():
     settings = load_settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.broker == "memory://" and settings.store.startswith("sqlite://")
-    assert settings.namespaces["room"].presence is True
-    assert settings.namespaces["user"].subscribe == "owner"
-    assert not settings.auth_enabled
+    assert settings.broker == "memory://" and settings.store == "sqlite:///tidings.db"
+    assert settings.group_commit is True
+    assert (settings.ping_interval, settings.pong_timeout, settings.connect_timeout) == (25, 10, 10)
+    assert settings.max_frame_bytes == 65536 and settings.max_outgoing_bytes == 4 * 1024 * 1024
+    assert settings.cluster_ttl == 15 and settings.shutdown_grace == 5
+    assert settings.jwt_secret is None and settings.jwt_public_key is None
+    assert settings.api_key is None and not settings.auth_enabled
+    assert settings.loopback_only
+    assert settings.node_name  # generated: hostname and a random part
+
+
+def test_default_namespaces():
+    namespaces = load_settings().namespaces
+    assert set(namespaces) == set(DEFAULT_NAMESPACES) == {"user", "room", "broadcast", "voice"}
+    user, room, broadcast, voice = (namespaces[n] for n in ("user", "room", "broadcast", "voice"))
+    assert (user.subscribe, user.publish, user.history_size) == ("owner", "anyone", 1000)
+    assert (room.presence, room.join_leave, room.publish, room.stored) == (True, True, "members",
+                                                                          True)
+    assert (broadcast.publish, broadcast.subscribe, broadcast.history_size) == ("server",
+                                                                                 "server", 100)
+    assert voice.history_size == 0 and not voice.stored and voice.presence
+
+
+def test_generated_node_names_differ():
+    assert load_settings().node_name != load_settings().node_name
+
+
+def test_file_values_replace_defaults(tmp_path):
+    settings = load_settings(_toml(tmp_path, 'port = 9000\nnode_name = "gw-1"\n'
+                                              'broker = "redis://127.0.0.1:6379/0"\n'))
+    assert (settings.port, settings.node_name) == (9000, "gw-1")
+    assert settings.broker == "redis://127.0.0.1:6379/0"
+    assert settings.host == "127.0.0.1"  # what the file does not name keeps its default
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):
-    config = tmp_path / "tidings.toml"
-    config.write_text('port = 9000\nbroker = "redis://127.0.0.1:6379/0"\n'
-                      '[namespaces.room]\nhistory_size = 50\n')
+    config = _toml(tmp_path, 'port = 9000\nbroker = "redis://127.0.0.1:6379/0"\n'
+                             'node_name = "from-file"\n')
     monkeypatch.setenv("TIDINGS_PORT", "9100")
+    monkeypatch.setenv("TIDINGS_NODE_NAME", "from-env")
     settings = load_settings(config)
-    assert settings.port == 9100
+    assert (settings.port, settings.node_name) == (9100, "from-env")
     assert settings.broker == "redis://127.0.0.1:6379/0"
-    assert settings.namespaces["room"].history_size == 50
-    assert settings.namespaces["room"].presence is True  # untouched options keep defaults
+
+
+def test_keyword_overrides_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("TIDINGS_PORT", "9100")  # the command line's --port beats the variable
+    assert load_settings(port=9200).port == 9200
 
 
 def test_nested_namespace_variable_changes_only_that_option(monkeypatch):
-    monkeypatch.setenv("TIDINGS_NAMESPACES__ROOM__JOIN_LEAVE", "false")
-    room = load_settings().namespaces["room"]
-    assert room.join_leave is False and room.presence is True and room.history_size == 1000
+    monkeypatch.setenv("TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE", "500")
+    namespaces = load_settings().namespaces
+    room = namespaces["room"]
+    assert room.history_size == 500
+    assert (room.presence, room.join_leave, room.publish, room.subscribe) == (True, True,
+                                                                              "members", "anyone")
+    assert room.history_ttl == 0 and room.recovery_max == 10_000
+    for name in ("user", "broadcast", "voice"):  # other namespaces untouched
+        assert namespaces[name] == Namespace(**DEFAULT_NAMESPACES[name])
 
 
-def test_a_new_namespace_can_be_declared(tmp_path):
-    config = tmp_path / "t.toml"
-    config.write_text('[namespaces.alerts]\nhistory_size = 10\npublish = "server"\n')
-    assert load_settings(config).namespaces["alerts"].publish == "server"
+def test_nested_namespace_variable_merges_with_the_file(tmp_path, monkeypatch):
+    config = _toml(tmp_path, "[namespaces.room]\npresence = false\nhistory_size = 7\n")
+    monkeypatch.setenv("TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE", "5")
+    room = load_settings(config).namespaces["room"]
+    assert room.history_size == 5  # the variable wins
+    assert room.presence is False  # the file's other option stays
+    assert room.join_leave is True  # and the built-in default of the rest
+
+
+def test_file_namespace_keeps_the_other_built_in_options(tmp_path):
+    room = load_settings(_toml(tmp_path, "[namespaces.room]\nhistory_size = 50\n")
+                         ).namespaces["room"]
+    assert room.history_size == 50 and room.presence is True and room.join_leave is True
+
+
+def test_a_new_namespace_starts_from_the_option_defaults(tmp_path):
+    config = _toml(tmp_path, '[namespaces.alerts]\nhistory_size = 10\npublish = "server"\n')
+    alerts = load_settings(config).namespaces["alerts"]
+    assert (alerts.history_size, alerts.publish) == (10, "server")
+    assert (alerts.subscribe, alerts.presence, alerts.join_leave) == ("anyone", False, False)
+
+
+def test_a_new_namespace_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TIDINGS_NAMESPACES__ALERTS__PUBLISH", "server")
+    namespaces = load_settings().namespaces
+    assert namespaces["alerts"].publish == "server" and namespaces["room"].presence
+
+
+def test_list_setting_from_the_environment_is_json(monkeypatch):
+    monkeypatch.setenv("TIDINGS_JWT_ALGORITHMS", '["RS256"]')
+    assert load_settings().jwt_algorithms == ["RS256"]
 
 
 @pytest.mark.parametrize("env, setting", [
     ({"TIDINGS_PORT": "abc"}, "port"),
     ({"TIDINGS_PORT": "70000"}, "port"),
+    ({"TIDINGS_PORT": "-1"}, "port"),
     ({"TIDINGS_PING_INTERVAL": "-1"}, "ping_interval"),
+    ({"TIDINGS_PONG_TIMEOUT": "0"}, "pong_timeout"),
+    ({"TIDINGS_MAX_FRAME_BYTES": "10"}, "max_frame_bytes"),
+    ({"TIDINGS_MAX_OUTGOING_BYTES": "1"}, "max_outgoing_bytes"),
+    ({"TIDINGS_GROUP_COMMIT": "maybe"}, "group_commit"),
+    ({"TIDINGS_JWT_ALGORITHMS": "RS256"}, "jwt_algorithms"),
+    ({"TIDINGS_JWT_SECRET": ""}, "jwt_secret"),
     ({"TIDINGS_NAMESPACES__ROOM__PUBLISH": "everybody"}, "namespaces.room.publish"),
+    ({"TIDINGS_NAMESPACES__ROOM__SUBSCRIBE": "nobody"}, "namespaces.room.subscribe"),
     ({"TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE": "-5"}, "namespaces.room.history_size"),
+    ({"TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE": "lots"}, "namespaces.room.history_size"),
+    ({"TIDINGS_NAMESPACES__VOICE__PRESENCE": "perhaps"}, "namespaces.voice.presence"),
+    ({"TIDINGS_NAMESPACES__ROOM__COLOUR": "blue"}, "namespaces.room.colour"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, env, setting):
     for name, value in env.items():
@@ -64,14 +146,67 @@ def test_bad_values_name_the_setting(monkeypatch, env, setting):
     assert setting in str(err.value)
 
 
-def test_missing_file_unknown_setting_and_bad_toml_are_errors(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
+@pytest.mark.parametrize("text, setting", [
+    ('port = "high"\n', "port"),
+    ("cluster_ttl = 0\n", "cluster_ttl"),
+    ("[namespaces.room]\nhistory_size = 2000000\n", "namespaces.room.history_size"),
+    ("[namespaces.room]\nhistory_ttl = -1\n", "namespaces.room.history_ttl"),
+    ("namespaces = 5\n", "namespaces"),
+])
+def test_bad_file_values_name_the_setting(tmp_path, text, setting):
+    with pytest.raises(ConfigError) as err:
+        load_settings(_toml(tmp_path, text))
+    assert setting in str(err.value)
+
+
+def test_bad_keyword_override_names_the_setting():
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(port="abc")
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found") as err:
         load_settings(tmp_path / "absent.toml")
-    unknown = tmp_path / "unknown.toml"
-    unknown.write_text("colour = 'blue'\n")
+    assert "absent.toml" in str(err.value)
+
+
+def test_a_directory_is_no_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path)
+
+
+def test_unknown_setting_in_the_file_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="colour"):
-        load_settings(unknown)
-    broken = tmp_path / "broken.toml"
-    broken.write_text("port = = 1\n")
+        load_settings(_toml(tmp_path, "colour = 'blue'\n"))
+
+
+def test_unknown_namespace_option_in_the_file_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="namespaces.room.colour"):
+        load_settings(_toml(tmp_path, "[namespaces.room]\ncolour = 'blue'\n"))
+
+
+def test_unknown_keyword_setting_is_rejected():
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(colour="blue")
+
+
+def test_bad_toml_is_an_error_naming_the_file(tmp_path):
+    config = _toml(tmp_path, "port = = 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    assert str(config) in str(err.value)
+
+
+def test_a_file_that_is_not_utf8_is_an_error(tmp_path):
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b'node_name = "caf\xe9"\n')
     with pytest.raises(ConfigError):
-        load_settings(broken)
+        load_settings(config)
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("192.0.2.10", False), ("example.com", False),
+])
+def test_loopback_only_says_whether_the_host_is_loopback(host, loopback):
+    assert load_settings(host=host).loopback_only is loopback
