@@ -186,10 +186,6 @@ def test_secret_and_public_key_together_accept_both_and_no_confusion():
         auth.authenticate({"token": forged})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Authenticator.verify (tidings/auth.py) catches only jwt.InvalidTokenError; a token "
-    "whose alg is the other allowed asymmetric family (RS256 against an EC key, ES256 "
-    "against an RSA key) makes PyJWT raise jwt.InvalidKeyError, which escapes as is"))
 @pytest.mark.parametrize("configured, signer, algorithm", [
     (EC_KEY, RSA_KEY, "RS256"), (RSA_KEY, EC_KEY, "ES256"),
 ])

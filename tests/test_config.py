@@ -210,3 +210,9 @@ def test_a_file_that_is_not_utf8_is_an_error(tmp_path):
 ])
 def test_loopback_only_says_whether_the_host_is_loopback(host, loopback):
     assert load_settings(host=host).loopback_only is loopback
+
+
+def test_empty_secrets_are_refused():
+    for name in ("jwt_secret", "api_key"):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(**{name: ""})

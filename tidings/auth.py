@@ -67,7 +67,8 @@ class Authenticator:
                 )
             except jwt.ExpiredSignatureError:
                 raise AuthError("token expired") from None
-            except jwt.InvalidTokenError as exc:
+            except (jwt.InvalidTokenError, jwt.InvalidKeyError) as exc:
+                # InvalidKeyError: a token of the other key family (RS256 against an EC key)
                 last_error = str(exc)
                 continue
             user = claims["sub"]

@@ -74,7 +74,7 @@ def run(settings: Settings, *, reuse_port: bool = False) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         asyncio.run(serve(Node(settings), reuse_port=reuse_port))
-    except ValueError as exc:  # an unknown store or broker URL
+    except (ValueError, ConfigError) as exc:  # an unknown store or broker URL, a bad key file
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

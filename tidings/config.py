@@ -106,8 +106,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
-        if self.jwt_secret is not None and not self.jwt_secret:
-            raise ValueError("jwt_secret is empty")
+        for name in ("jwt_secret", "api_key"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} is empty: give a value or leave it unset")
         return self
 
     @classmethod

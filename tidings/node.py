@@ -81,14 +81,22 @@ class Node:
             asyncio.create_task(self._every(self._tick_interval, self._tick)),
         ]
 
-    async def stop(self) -> None:
-        """Tell every client to reconnect elsewhere, then close the broker and store."""
+    async def drain(self) -> None:
+        """Refuse new sessions, tell every client to reconnect elsewhere, wait for them to go.
+
+        Runs while the port still answers, so a load balancer sees /health turn 503.
+        """
         self.draining = True
         for session in list(self.sessions.values()):
             session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
         deadline = time.monotonic() + self.settings.shutdown_grace
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Drain (if not done yet), then close the broker and the store."""
+        if not self.draining:
+            await self.drain()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -61,6 +61,7 @@ class Session:
         self._pinged_at: float | None = None
         self._out: list[bytes] = []
         self._holding = False
+        self._held_from = 0
         self._max_outgoing = node.settings.max_outgoing_bytes
         node.attach(self)
 
@@ -90,15 +91,24 @@ class Session:
     def reply(self, frame: bytes) -> None:
         """A command's reply: ahead of anything held back while it was being built."""
         if self._holding:
-            self._out.insert(0, frame)
+            self._out.insert(self._held_from, frame)
         else:
             self.write(frame)
 
     def hold(self) -> None:
-        """Keep output back while a reply that must come first is being built."""
-        self._holding = True
+        """Keep output back while a reply that must come first is being built.
+
+        Subscribing joins the live stream before the reply (with the recovered
+        publications) is written; live frames that arrive meanwhile wait behind it.
+        """
+        if not self._holding:
+            self._holding = True
+            self._held_from = len(self._out)
 
     def release(self) -> None:
+        """After the reply is written: let held frames go (a no-op when nothing is held)."""
+        if not self._holding:
+            return
         self._holding = False
         if self._out:
             self.node.outbox.mark(self)
@@ -111,7 +121,7 @@ class Session:
         if code != CloseCode.SLOW_CONSUMER:  # a full buffer takes no more
             if self.connected:
                 out.append(self.codec.push_frame(
-                    "disconnect", {"code": int(code), "reason": reason, "reconnect": code < 4500}
+                    "disconnect", {"code": int(code), "reason": reason, "reconnect": _may_reconnect(code)}
                 ))
             self.conn.writelines(out)
         self.node.metrics.count(self.node.metrics.disconnects, str(int(code)))
@@ -200,6 +210,7 @@ class Session:
         return await self._subscribe(channel, since)
 
     async def _subscribe(self, channel: Channel, since: tuple[int, str] | None) -> dict:
+        self.hold()  # released by the protocol handler once the reply is written
         try:
             pubs, position = await self.node.hub.subscribe(
                 self, channel, since=since, recovery_max=channel.options.recovery_max
@@ -215,7 +226,7 @@ class Session:
         result: dict = {"channel": channel.name}
         if channel.options.stored:
             result.update(offset=position.offset, epoch=position.epoch)
-        if since is not None:
+        if since is not None and channel.options.stored:
             result.update(recovered=True, publications=[pub.to_dict() for pub in pubs])
         if channel.options.presence or channel.options.join_leave:
             await self._joined(channel)
@@ -328,3 +339,8 @@ class Session:
 
 def _position(pub: Publication) -> dict:
     return {"offset": pub.offset, "epoch": pub.epoch} if pub.offset else {}
+
+
+def _may_reconnect(code: int) -> bool:
+    """4000-4499 and a server error: reconnect. Anything else would fail the same way again."""
+    return 4000 <= code < 4500 or code == CloseCode.SERVER_ERROR

@@ -193,10 +193,6 @@ def test_error_messages_name_the_field_at_fault(frame, field):
         parse_command(frame)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Fields.data (tidings/protocol/native.py, `return orjson.dumps(self.raw['data'])`) "
-    "re-encodes data nested deeper than orjson.dumps allows (254 levels; orjson.loads "
-    "accepts 1024) and lets orjson's TypeError 'Recursion limit reached' escape"))
 def test_deeply_nested_data_is_a_protocol_error():
     frame = b'{"id": 1, "publish": {"channel": "room:a", "data": ' + b"[" * 300 + b"]" * 300 + b"}}"
     with pytest.raises(ProtocolError) as err:

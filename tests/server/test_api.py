@@ -379,10 +379,6 @@ async def test_body_just_under_one_mib_is_accepted(server):
     assert status == 200 and reply["offset"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_query (tidings/server/api.py) turns a value into int when `value.lstrip('-').isdigit()`:"
-    " '--5' and '\u00b2' pass that test, int() of them raises ValueError, which the "
-    "api_errors middleware does not catch, so the caller gets a plain-text 500"))
 @pytest.mark.parametrize("limit", ["--5", "²"])
 async def test_malformed_number_in_the_query_is_400(server, limit):
     status, body = await _call(server, "GET", "/api/history",
@@ -390,10 +386,6 @@ async def test_malformed_number_in_the_query_is_400(server, limit):
     assert status == 400 and body["error"]["code"] == ErrorCode.BAD_REQUEST
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Fields.data (tidings/protocol/native.py) re-encodes `data` with orjson.dumps, which "
-    "raises TypeError 'Recursion limit reached' past 254 levels of nesting (orjson.loads "
-    "accepts 1024); the API answers a plain-text 500"))
 async def test_deeply_nested_data_is_400(server):
     body = b'{"channel":"room:a","data":' + b"[" * 300 + b"]" * 300 + b"}"
     status, reply = await _call(server, "POST", "/api/publish", data=body)

@@ -349,3 +349,29 @@ async def test_api_disconnect_closes_a_users_sessions(server):
         code, _ = await bob.closed()
         assert code == CloseCode.FORCE_DISCONNECTED
     await alice.call("subscribe", {"channel": "room:x"})
+
+
+async def test_websocket_level_pings_keep_a_silent_client_alive(make_server):
+    import websockets
+
+    async with make_server(ping_interval=0.3, pong_timeout=0.3) as server:
+        ws = await websockets.connect(server.ws_url, ping_interval=0.1, ping_timeout=5)
+        from tests.conftest import Client
+
+        client = Client(ws)
+        await client.call("connect", {"user": "pinger"})
+        await asyncio.sleep(1.5)  # several ping intervals without a text frame
+        await client.call("subscribe", {"channel": "room:still-here"})
+
+
+async def test_binary_frame_disconnect_push_says_do_not_reconnect(server):
+    alice = await server.client("alice")
+    await alice.ws.send(b"\x00binary")
+    notice = await alice.push("disconnect")
+    assert notice["code"] == CloseCode.UNSUPPORTED_DATA and notice["reconnect"] is False
+
+
+async def test_ephemeral_subscribe_with_a_position_claims_no_recovery(server):
+    alice = await server.client("alice")
+    sub = await alice.call("subscribe", {"channel": "voice:v", "offset": 3, "epoch": "x"})
+    assert "recovered" not in sub and "publications" not in sub

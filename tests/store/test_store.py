@@ -1,167 +1,368 @@
-"""The store contract, run against SQLite and a real PostgreSQL (a throwaway schema each test)."""
+"""The store contract, run against SQLite and a real PostgreSQL (a throwaway schema each test).
+
+PostgreSQL-only tests cover what only a shared database can get wrong: several nodes
+appending to one channel, several nodes starting at once, lost connections.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
+from tidings.model import StreamPosition
 from tidings.store import RecoveryImpossible, Retention, StoreError, open_store
 from tidings.store.base import Store
+from tidings.store.postgres import SCHEMA_VERSION, split_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 KEEP = Retention(1000)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
+@contextlib.asynccontextmanager
+async def throwaway_schema() -> AsyncIterator[str]:
+    """A store URL naming a fresh schema, dropped afterwards.
+
+    The schema name doubles as the connections' application name, so a test can find (and
+    terminate) exactly its own store's backends.
+    """
     schema = f"t{uuid.uuid4().hex[:10]}"
-    yield f"{PG}?schema={schema}"
-    conn = await asyncpg.connect(PG)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
+    try:
+        yield f"{PG}?schema={schema}&application_name={schema}"
+    finally:
+        conn = await asyncpg.connect(PG)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def running(*urls: str, **options) -> AsyncIterator[list[Store]]:
+    """Stores for `urls`, started at the same time, closed afterwards."""
+    stores = [open_store(url, **options) for url in urls]
+    started = await asyncio.gather(*(s.start() for s in stores), return_exceptions=True)
+    try:
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        yield stores
+    finally:
+        for s, outcome in zip(stores, started):
+            if not isinstance(outcome, BaseException):
+                await s.close()
 
 
 @pytest.fixture
-async def store(store_url):
-    opened = open_store(store_url)
-    await opened.start()
-    yield opened
-    await opened.close()
+async def pg_url() -> AsyncIterator[str]:
+    async with throwaway_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request, tmp_path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        async with throwaway_schema() as url:
+            yield url
+
+
+@pytest.fixture
+async def store(store_url) -> AsyncIterator[Store]:
+    async with running(store_url) as (opened,):
+        yield opened
 
 
 async def _fill(store: Store, channel: str, count: int, retention: Retention = KEEP):
+    """`count` appends one after another: one batch each."""
     return [await store.append(channel, str(n).encode(), retention=retention)
             for n in range(count)]
 
 
+async def _burst(store: Store, channel: str, count: int, retention: Retention = KEEP):
+    """`count` concurrent appends: they go out in as few batches as group commit makes."""
+    return await asyncio.gather(*(store.append(channel, str(n).encode(), retention=retention)
+                                  for n in range(count)))
+
+
+# ---- offsets and epochs ----------------------------------------------------------------
+
+
 async def test_offsets_start_at_one_and_have_no_gaps_per_channel(store):
-    a = await asyncio.gather(*(store.append("room:a", b"1", retention=KEEP) for _ in range(50)))
+    a = await _burst(store, "room:a", 50)
     b = await _fill(store, "room:b", 3)
-    assert sorted(p.offset for p in a) == list(range(1, 51))
+    c = await _burst(store, "room:a", 5)
+    assert [p.offset for p in a + c] == list(range(1, 56))  # in the order of the appends
     assert [p.offset for p in b] == [1, 2, 3]
-    assert a[0].epoch == b[0].epoch  # one epoch per store
+    assert {p.epoch for p in a + b + c} == {a[0].epoch}  # one epoch for every channel
+
+
+async def test_unwritten_channel_has_offset_zero_and_the_store_epoch(store):
+    pubs = await _fill(store, "room:x", 2)
+    positions = await store.positions(["room:never", "room:x"])
+    assert positions["room:never"].offset == 0
+    assert positions["room:never"].epoch == pubs[0].epoch
+    assert positions["room:x"].offset == 2
 
 
 async def test_restart_keeps_history_offsets_and_epoch(store_url):
-    first = open_store(store_url)
-    await first.start()
-    pubs = await _fill(first, "room:r", 3)
-    await first.close()
-    second = open_store(store_url)
-    await second.start()
-    try:
+    async with running(store_url) as (first,):
+        pubs = await _fill(first, "room:r", 3)
+    async with running(store_url) as (second,):
         page = await second.history("room:r", limit=10)
         assert [p.data for p in page.publications] == [b"0", b"1", b"2"]
+        assert page.position.offset == 3
         assert page.position.epoch == pubs[0].epoch
+        assert (await second.positions(["room:new"]))["room:new"].epoch == pubs[0].epoch
         assert (await second.append("room:r", b"3", retention=KEEP)).offset == 4
-    finally:
-        await second.close()
+
+
+# ---- history and retention -------------------------------------------------------------
 
 
 async def test_history_pages_forward_and_reverse(store):
     await _fill(store, "room:h", 7)
-    forward = await store.history("room:h", limit=3, since=2)
-    assert [p.offset for p in forward.publications] == [3, 4, 5]
+    first = await store.history("room:h", limit=3)
+    assert [p.offset for p in first.publications] == [1, 2, 3]
+    forward = await store.history("room:h", limit=3, since=3)
+    assert [p.offset for p in forward.publications] == [4, 5, 6]
+    assert [p.offset for p in (await store.history("room:h", limit=3, since=6)).publications] \
+        == [7]
+    assert (await store.history("room:h", limit=3, since=7)).publications == []
     newest = await store.history("room:h", limit=3, reverse=True)
     assert [p.offset for p in newest.publications] == [7, 6, 5]
     older = await store.history("room:h", limit=3, reverse=True, since=3)
     assert [p.offset for p in older.publications] == [2, 1]
     assert newest.position.offset == 7
+    assert [p.data for p in first.publications] == [b"0", b"1", b"2"]
 
 
-async def test_unwritten_channel_has_offset_zero_and_the_store_epoch(store):
-    pubs = await _fill(store, "room:x", 1)
-    positions = await store.positions(["room:never"])
-    assert positions["room:never"].offset == 0
-    assert positions["room:never"].epoch == pubs[0].epoch
+async def test_publications_keep_source_sender_and_time(store):
+    before = int(time.time() * 1000)
+    pub = await store.append("room:m", b'{"x":1}', retention=KEEP, source="billing",
+                             sender="alice")
+    (stored,) = (await store.history("room:m", limit=1)).publications
+    assert stored == pub
+    assert (stored.source, stored.sender, stored.data) == ("billing", "alice", b'{"x":1}')
+    assert before <= stored.time <= int(time.time() * 1000)
 
 
 async def test_retention_size_trims_oldest(store):
     await _fill(store, "room:t", 10, Retention(4))
+    assert [p.offset for p in (await store.history("room:t", limit=100)).publications] \
+        == [7, 8, 9, 10]
+    await _burst(store, "room:t", 10, Retention(4))  # one batch longer than the retention
     page = await store.history("room:t", limit=100)
-    assert [p.offset for p in page.publications] == [7, 8, 9, 10]
+    assert [p.offset for p in page.publications] == [17, 18, 19, 20]
+    assert page.position.offset == 20
 
 
 async def test_ttl_hides_and_expire_deletes(store):
     await _fill(store, "room:ttl", 2, Retention(100, ttl=0.2))
+    await store.append("room:ttl", b"kept", retention=KEEP)
+    assert len((await store.history("room:ttl", limit=10)).publications) == 3
     await asyncio.sleep(0.3)
-    assert (await store.history("room:ttl", limit=10)).publications == []
+    assert [p.offset for p in (await store.history("room:ttl", limit=10)).publications] == [3]
+    assert [p.offset for p in await store.read_range("room:ttl", 0, 3)] == [3]
     assert await store.expire() == 2
+    assert await store.expire() == 0
+    assert (await store.history("room:ttl", limit=10)).position.offset == 3
+
+
+# ---- recovery --------------------------------------------------------------------------
 
 
 async def test_recover_returns_exactly_the_missed_range(store):
     pubs = await _fill(store, "room:rec", 6)
     missed, position = await store.recover("room:rec", 3, pubs[0].epoch, max_publications=100)
-    assert [p.offset for p in missed] == [4, 5, 6]
+    assert missed == pubs[3:]
     assert position.offset == 6
-    nothing, _ = await store.recover("room:rec", 6, pubs[0].epoch, max_publications=100)
+    nothing, position = await store.recover("room:rec", 6, pubs[0].epoch, max_publications=100)
     assert nothing == []
+    assert position.offset == 6
 
 
 @pytest.mark.parametrize("offset, epoch, limit, reason", [
     (2, "other", 100, "epoch changed"),
     (9, None, 100, "ahead of the stream"),
-    (0, None, 100, "no longer reaches"),
-    (1, None, 2, "more than the recovery limit"),
+    (0, None, 100, "no longer reaches"),  # offsets 1-3 were trimmed
+    (3, None, 2, "more than the recovery limit"),
 ])
 async def test_recover_refuses_what_cannot_be_recovered(store, offset, epoch, limit, reason):
     pubs = await _fill(store, "room:no", 6, Retention(3))
     with pytest.raises(RecoveryImpossible) as err:
         await store.recover("room:no", offset, epoch or pubs[0].epoch, max_publications=limit)
     assert reason in err.value.reason
+    assert err.value.position.offset == 6
+
+
+# ---- group commit ----------------------------------------------------------------------
 
 
 async def test_group_commit_batches_concurrent_appends(store_url):
-    grouped, single = open_store(store_url), open_store(store_url, group_commit=False)
-    for s in (grouped, single):
-        await s.start()
-    try:
-        await asyncio.gather(*(grouped.append("room:g", b"1", retention=KEEP) for _ in range(100)))
-        await asyncio.gather(*(single.append("room:s", b"1", retention=KEEP) for _ in range(20)))
+    async with running(store_url) as (grouped,):
+        await _burst(grouped, "room:g", 100)
+        assert grouped.publications_committed == 100
         assert grouped.batches_committed < 10
+    async with running(store_url, group_commit=False) as (single,):
+        pubs = await _burst(single, "room:s", 20)
+        assert [p.offset for p in pubs] == list(range(1, 21))
         assert single.batches_committed == 20
-    finally:
-        for s in (grouped, single):
-            await s.close()
 
 
-async def test_a_failed_batch_fails_its_waiters_and_the_store_goes_on(store):
+async def test_a_failed_batch_fails_every_waiter_and_the_store_goes_on(store):
+    good = [store.append("room:bad", b"ok", retention=KEEP) for _ in range(5)]
     bad = store.append("room:bad", None, retention=KEEP)  # type: ignore[arg-type]
-    with pytest.raises(StoreError):
-        await bad
+    outcomes = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+    assert store.batches_committed == 0  # all six were one batch, and it was rolled back
+    assert (await store.history("room:bad", limit=10)).publications == []
     assert (await store.append("room:bad", b"fine", retention=KEEP)).offset == 1
 
 
-async def test_several_postgres_nodes_appending_one_channel_keep_offsets_gap_free():
-    schema = f"t{uuid.uuid4().hex[:10]}"
-    url = f"{PG}?schema={schema}"
-    nodes = [open_store(url) for _ in range(3)]
-    await asyncio.gather(*(node.start() for node in nodes))  # concurrent first start
+# ---- PostgreSQL: several nodes, one database -------------------------------------------
+
+
+async def test_three_postgres_nodes_appending_one_channel_keep_offsets_gap_free(pg_url):
+    async with running(pg_url, pg_url, pg_url) as nodes:
+        results = await asyncio.gather(*(_burst(node, "room:shared", 300) for node in nodes))
+    offsets = sorted(p.offset for pubs in results for p in pubs)
+    assert offsets == list(range(1, 901))
+    for pubs in results:  # each node's own appends keep their order
+        mine = [p.offset for p in pubs]
+        assert mine == sorted(mine)
+
+
+async def test_postgres_nodes_writing_many_channels_in_any_order_do_not_deadlock(pg_url):
+    channels = [f"room:{name}" for name in "abcd"]
+
+    async def mixed(node: Store, order: list[str]):
+        return await asyncio.gather(*(node.append(order[n % 4], b"x", retention=KEEP)
+                                      for n in range(200)))
+
+    async with running(pg_url, pg_url, pg_url) as nodes:
+        results = await asyncio.gather(*(mixed(node, channels[i:] + channels[:i])
+                                         for i, node in enumerate(nodes)))
+        positions = await nodes[0].positions(channels)
+    for channel in channels:
+        offsets = sorted(p.offset for pubs in results for p in pubs if p.channel == channel)
+        assert offsets == list(range(1, 151))
+        assert positions[channel].offset == 150
+
+
+async def test_postgres_nodes_starting_at_once_on_a_fresh_schema_share_one_epoch(pg_url):
+    async with running(pg_url, pg_url, pg_url) as nodes:
+        pubs = [await node.append("room:e", b"x", retention=KEEP) for node in nodes]
+    assert [p.offset for p in pubs] == [1, 2, 3]
+    assert len({p.epoch for p in pubs}) == 1
+    async with running(pg_url, pg_url) as nodes:  # and starting again changes nothing
+        positions = await asyncio.gather(*(node.positions(["room:e"]) for node in nodes))
+    assert [p["room:e"] for p in positions] == [StreamPosition(3, pubs[0].epoch)] * 2
+
+
+async def test_postgres_refuses_a_schema_newer_than_it_knows(pg_url):
+    async with running(pg_url):
+        pass
+    dsn, schema = split_url(pg_url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
-        results = await asyncio.gather(*(
-            asyncio.gather(*(node.append("room:shared", b"x", retention=KEEP)
-                             for _ in range(300)))
-            for node in nodes
-        ))
-        offsets = sorted(p.offset for pubs in results for p in pubs)
-        assert offsets == list(range(1, 901))
-        for pubs in results:  # each node's own appends keep their order
-            mine = [p.offset for p in pubs]
-            assert mine == sorted(mine)
+        await conn.execute("UPDATE tidings_meta SET value = $1 WHERE key = 'schema_version'",
+                           str(SCHEMA_VERSION + 1))
     finally:
-        for node in nodes:
-            await node.close()
-        conn = await asyncpg.connect(PG)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+    with pytest.raises(StoreError, match="newer than this Tidings"):
+        async with running(pg_url):
+            pass
+
+
+async def test_postgres_reads_do_not_wait_behind_a_locked_channel(pg_url):
+    async with running(pg_url) as (store,):
+        await store.append("room:lock", b"1", retention=KEEP)
+        dsn, schema = split_url(pg_url)
+        other = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            locked = other.transaction()
+            await locked.start()
+            await other.execute(  # what another node's batch holds while it commits
+                "SELECT top FROM tidings_channels WHERE channel = 'room:lock' FOR UPDATE"
+            )
+            append = asyncio.create_task(store.append("room:lock", b"2", retention=KEEP))
+            page = await asyncio.wait_for(store.history("room:lock", limit=10), 2)
+            assert [p.offset for p in page.publications] == [1]
+            assert not append.done()
+            await locked.rollback()
+            assert (await append).offset == 2
+        finally:
+            await other.close()
+
+
+async def test_postgres_lost_connection_is_a_store_error_and_the_pool_reconnects(pg_url):
+    dsn, schema = split_url(pg_url)
+    async with running(pg_url) as (store,):
+        await store.append("room:lost", b"1", retention=KEEP)
+        admin = await asyncpg.connect(dsn, server_settings={"search_path": schema,
+                                                            "application_name": "admin"})
+        try:
+            lock = admin.transaction()
+            await lock.start()
+            await admin.execute(
+                "SELECT top FROM tidings_channels WHERE channel = 'room:lost' FOR UPDATE"
+            )
+            append = asyncio.create_task(store.append("room:lost", b"2", retention=KEEP))
+            while not await admin.fetchval(  # the store's batch is waiting inside its transaction
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = $1 AND wait_event_type = 'Lock'", schema,
+            ):
+                await asyncio.sleep(0.01)
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1", schema,
+            )
+            await lock.rollback()
+            with pytest.raises(StoreError, match="connection lost"):
+                await append
+        finally:
+            await admin.close()
+        for _ in range(10):  # a pooled connection killed while idle may fail one call more
+            with contextlib.suppress(StoreError):
+                pub = await store.append("room:lost", b"3", retention=KEEP)
+                break
+        assert pub.offset == 2  # the lost batch left no gap
+        page = await store.history("room:lost", limit=10)
+        assert [p.data for p in page.publications] == [b"1", b"3"]
+
+
+async def test_postgres_unreachable_at_start_is_a_store_error():
+    with pytest.raises(StoreError, match="unreachable"):
+        async with running("postgresql://postgres@127.0.0.1:1/test"):
+            pass
+
+
+# ---- URLs ------------------------------------------------------------------------------
+
+
+def test_postgres_url_schema_is_taken_out_of_the_dsn():
+    dsn, schema = split_url("postgresql://u@h:5432/db?schema=tidings_a&sslmode=disable")
+    assert schema == "tidings_a"
+    assert dsn == "postgresql://u@h:5432/db?sslmode=disable&application_name=tidings"
+    assert split_url("postgresql://u@h/db?application_name=n3") == \
+        ("postgresql://u@h/db?application_name=n3", None)
+    for bad in ("Upper", "a-b", "1st", 'x";drop'):
+        with pytest.raises(ValueError):
+            split_url(f"postgresql://u@h/db?schema={bad}")
 
 
 def test_unknown_store_scheme_is_refused():
     with pytest.raises(ValueError, match="unknown store URL scheme"):
         open_store("mongodb://somewhere")
+
+
+def test_sqlite_in_memory_is_refused():
+    with pytest.raises(ValueError, match="memory"):
+        open_store("sqlite:///:memory:")

@@ -129,7 +129,10 @@ class Fields:
     def data(self) -> bytes:
         if "data" not in self.raw:
             raise _bad(f"{self.method}: 'data' is required", self.id)
-        return orjson.dumps(self.raw["data"])
+        try:
+            return orjson.dumps(self.raw["data"])
+        except orjson.JSONEncodeError as exc:  # e.g. nested deeper than 254 levels
+            raise _bad(f"{self.method}: 'data' cannot be stored: {exc}", self.id) from None
 
     def position(self) -> Position | None:
         offset = self.int("offset", required=False)

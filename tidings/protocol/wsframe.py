@@ -30,4 +30,6 @@ def text(payload: bytes) -> bytes:
 
 
 def close(code: int, reason: str = "") -> bytes:
-    return frame(struct.pack("!H", code) + reason.encode()[:123], CLOSE)
+    # at most 123 bytes of reason, cut on a character boundary so it stays valid UTF-8
+    cut = reason.encode()[:123].decode("utf-8", "ignore").encode()
+    return frame(struct.pack("!H", code) + cut, CLOSE)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
+import re
 
 import orjson
 from aiohttp import web
@@ -23,7 +25,10 @@ from tidings.server.keys import NODE
 from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
 from tidings.store.base import StoreError
 
+log = logging.getLogger("tidings.api")
+
 MAX_BODY = 1024 * 1024
+INTEGER = re.compile(r"-?[0-9]{1,18}")
 MAX_SOURCE = 100
 
 STATUS = {
@@ -61,6 +66,9 @@ async def api_errors(request: web.Request, handler) -> web.StreamResponse:
                                     "message": f"body larger than {MAX_BODY} bytes"}}, 413)
         return _json({"error": {"code": int(ErrorCode.BAD_REQUEST), "message": exc.reason}},
                      exc.status)
+    except Exception:
+        log.exception("server API %s %s failed", request.method, request.path)
+        return error_response(ErrorCode.INTERNAL, "internal error")
 
 
 def _authorize(request: web.Request) -> None:
@@ -140,7 +148,7 @@ def _query(request: web.Request, method: str) -> Fields:
     """Query parameters as typed fields: numbers and booleans parsed, the rest as text."""
     values: dict = {}
     for name, value in request.query.items():
-        if value.lstrip("-").isdigit():
+        if INTEGER.fullmatch(value):
             values[name] = int(value)
         elif value in ("true", "false"):
             values[name] = value == "true"

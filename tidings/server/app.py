@@ -65,4 +65,5 @@ async def serve(node: Node, *, reuse_port: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("node %s draining", node.name)
+    await node.drain()
     await runner.cleanup()

@@ -44,7 +44,9 @@ CODEC = NativeCodec()
 async def handle(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     ws = web.WebSocketResponse(
-        compress=False, autoping=True, max_msg_size=node.settings.max_frame_bytes
+        # autoping off: a WebSocket-level ping must reach the loop below to count as life.
+        # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
+        compress=False, autoping=False, max_msg_size=node.settings.max_frame_bytes + 1
     )
     await ws.prepare(request)
     session = Session(node, WebSocketConnection(ws, request.transport), CODEC)
@@ -59,6 +61,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 errors = 0 if ok else errors + 1
                 if errors >= MAX_ERRORS:
                     session.close(CloseCode.TOO_MANY_ERRORS, "too many bad commands")
+            elif msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type == WSMsgType.BINARY:
                 session.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted here")
             elif msg.type == WSMsgType.ERROR:
@@ -93,8 +97,7 @@ async def _on_text(session: Session, text: str) -> bool:
         _reply_error(session, command.id, ErrorCode.INTERNAL, "internal error", command.method)
         return True
     session.reply(wsframe.text(native.encode_reply(command.id, command.method, result)))
-    if command.method == "connect":
-        session.release()
+    session.release()
     metrics.count(metrics.commands, command.method, "ok")
     return True
 
@@ -102,8 +105,7 @@ async def _on_text(session: Session, text: str) -> bool:
 def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:
     session.node.metrics.count(session.node.metrics.commands, method, "error")
     session.reply(wsframe.text(native.encode_error(id, code, message)))
-    if method == "connect":
-        session.release()
+    session.release()
 
 
 async def _dispatch(session: Session, command: Command) -> dict:

@@ -17,6 +17,9 @@ def open_store(url: str, *, group_commit: bool = True) -> Store:
 
         # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
         path = url.removeprefix("sqlite://").removeprefix("/")
+        if path == ":memory:":
+            raise ValueError("sqlite :memory: cannot work: the store's connections would each "
+                             "see a database of their own; give a file")
         return SQLiteStore(path or "tidings.db", group_commit=group_commit)
     if scheme in ("postgresql", "postgres"):
         from tidings.store.postgres import PostgresStore
