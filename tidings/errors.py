@@ -37,6 +37,7 @@ class CloseCode(IntEnum):
     SHUTDOWN = 4006
     DISCONNECTED = 4007
     GAP = 4008
+    TOKEN_EXPIRED = 4009
     # do not reconnect as is
     CONNECT_TIMEOUT = 4500
     UNAUTHORIZED = 4501

@@ -54,6 +54,7 @@ class Session:
         self.client = str(uuid.uuid4())
         self.user = ""
         self.meta: dict = {}
+        self.expires: int | None = None  # the token's exp: the session ends with it
         self.connected = False
         self.closed = False
         self.subscriptions: set[str] = set()
@@ -136,7 +137,9 @@ class Session:
 
     def tick(self, now: float) -> None:
         settings = self.node.settings
-        if not self.connected:
+        if self.expires is not None and time.time() >= self.expires:
+            self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
+        elif not self.connected:
             if now - self.opened_at > settings.connect_timeout:
                 self.close(CloseCode.CONNECT_TIMEOUT, "no connect command in time")
         elif self._pinged_at is not None:
@@ -168,7 +171,7 @@ class Session:
                 ErrorCode.BAD_REQUEST,
                 f"connect can recover only {automatic}; subscribe to {sorted(unknown)} instead",
             )
-        self.user, self.meta = identity.user, identity.meta
+        self.user, self.meta, self.expires = identity.user, identity.meta, identity.expires
         self.connected = True
         self.hold()
         self.node.identify(self)

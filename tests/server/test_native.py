@@ -375,3 +375,18 @@ async def test_ephemeral_subscribe_with_a_position_claims_no_recovery(server):
     alice = await server.client("alice")
     sub = await alice.call("subscribe", {"channel": "voice:v", "offset": 3, "epoch": "x"})
     assert "recovered" not in sub and "publications" not in sub
+
+
+async def test_a_session_ends_when_its_token_expires(make_server):
+    import time as _time
+
+    import jwt
+
+    secret = "a-test-secret-that-is-long-enough-for-hs256"
+    async with make_server(jwt_secret=secret) as server:
+        token = jwt.encode({"sub": "brief", "exp": int(_time.time()) + 2}, secret, "HS256")
+        client = await server.client(None, token=token)
+        notice = await client.push("disconnect", timeout=5)
+        assert notice["code"] == CloseCode.TOKEN_EXPIRED and notice["reconnect"] is True
+        code, _ = await client.closed()
+        assert code == CloseCode.TOKEN_EXPIRED
