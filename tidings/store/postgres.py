@@ -1,38 +1,53 @@
 """PostgreSQL store, for a cluster: every node appends to and reads from one database.
 
-URL: `postgresql://user:password@host:5432/database`, optionally `?schema=name` to keep
-Tidings' tables in a schema of their own (created if missing); other query parameters go to
-the server as connection settings.
+URL: `postgresql://user:password@host:5432/database[?schema=name]`.
+
+- `schema=name` keeps Tidings' tables in a schema of their own (created if missing, and
+  made the connections' `search_path`): several deployments, or throwaway test runs, can
+  share one database. Names are lower-case letters, digits and `_`.
+- Every other query parameter is a server setting for the connections (e.g.
+  `application_name=node-3`; the default application name is `tidings`).
 
 Offsets stay gap-free when several nodes append to one channel at once: a batch locks the
 rows of its channels (in sorted order, so two batches cannot deadlock) with
 `INSERT ... ON CONFLICT DO UPDATE SET top = top + n RETURNING top`, which reserves the next
-n offsets, then inserts the publications, in one transaction. Commits are synchronous
-(`synchronous_commit = on`), so an acknowledged publish survives a crash of the database.
+n offsets, then copies the publications in and trims to the retention size, all in one
+transaction. Commits are synchronous (`synchronous_commit = on`), so an acknowledged
+publish survives a crash of the database.
+
+The pool is bounded; the writer takes one connection per batch and reads take others, so
+history reads never wait behind a commit. A lost connection fails the call in progress
+with StoreError; the pool replaces the connection on the next call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import secrets
 from collections import defaultdict
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from tidings.model import Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError
+from tidings.store.base import AppendRequest, Store, StoreError, now_ms
 
 SCHEMA_VERSION = 1
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
+COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
+# MIGRATIONS[n] takes the schema from version n - 1 to n; add new steps, never edit old ones.
 MIGRATIONS = {
     1: """
-    CREATE TABLE IF NOT EXISTS tidings_channels (
+    CREATE TABLE tidings_channels (
         channel TEXT PRIMARY KEY,
         top BIGINT NOT NULL,
         epoch TEXT NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS tidings_publications (
+    CREATE TABLE tidings_publications (
         channel TEXT NOT NULL,
         "offset" BIGINT NOT NULL,
         time BIGINT NOT NULL,
@@ -42,7 +57,7 @@ MIGRATIONS = {
         sender TEXT,
         PRIMARY KEY (channel, "offset")
     );
-    CREATE INDEX IF NOT EXISTS tidings_publications_expires
+    CREATE INDEX tidings_publications_expires
         ON tidings_publications (expires) WHERE expires IS NOT NULL;
     """,
 }
@@ -60,17 +75,58 @@ TRIM = """
 DELETE FROM tidings_publications p USING unnest($1::text[], $2::bigint[]) AS t(channel, upto)
 WHERE p.channel = t.channel AND p."offset" <= t.upto
 """
-NOT_EXPIRED = "(expires IS NULL OR expires > (extract(epoch from now()) * 1000)::bigint)"
+# `expires` is set from the accepting node's clock, so reads compare with the node's clock
+# too (a parameter), never with the database server's now().
+NOT_EXPIRED = "(expires IS NULL OR expires > $4)"
+# The errors that mean the connection (or the server) is gone rather than the statement
+# being wrong: refused/reset sockets, timeouts, a terminated backend, a shutting-down server.
+CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
-    """The DSN for asyncpg and the schema named by `?schema=`, if any."""
+    """The DSN for asyncpg (without `schema=`) and the schema it named, if any."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     schema = query.pop("schema", None)
-    if schema is not None and not schema.replace("_", "").isalnum():
-        raise ValueError(f"schema {schema!r}: letters, digits and '_' only")
+    if schema is not None and not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"schema {schema!r}: lower-case letters, digits and '_', not starting with a digit"
+        )
+    query.setdefault("application_name", "tidings")
     return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+def _connection_loss(exc: BaseException) -> BaseException | None:
+    """The connection failure behind `exc`, if any.
+
+    A connection that dies inside a transaction surfaces as the InterfaceError of the failed
+    rollback ("the underlying connection is closed"); the real cause is in its context.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, CONNECTION_LOST):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _failures(action: str) -> Iterator[None]:
+    """Turn driver errors into StoreError, saying plainly when the connection was lost."""
+    try:
+        yield
+    except (*CONNECTION_LOST, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        lost = _connection_loss(exc)
+        if lost is not None:
+            raise StoreError(
+                f"postgresql: database unreachable or connection lost while {action} "
+                f"({type(lost).__name__}: {lost})"
+            ) from exc
+        raise StoreError(f"postgresql: {action} failed: {exc}") from exc
 
 
 class PostgresStore(Store):
@@ -87,27 +143,41 @@ class PostgresStore(Store):
         settings = {"synchronous_commit": "on"}
         if self.schema:
             settings["search_path"] = self.schema
-        try:
+        with _failures("opening the store"):
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, server_settings=settings
+                self.dsn, min_size=1, max_size=self.pool_size, server_settings=settings,
+                command_timeout=COMMAND_TIMEOUT,
             )
-            async with self._pool.acquire() as conn:
-                await self._migrate(conn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"postgresql: cannot open the store: {exc}") from exc
+            try:
+                async with self._pool.acquire() as conn:
+                    await self._migrate(conn)
+            except BaseException:
+                await self._pool.close()
+                self._pool = None
+                raise
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
-        """Create or upgrade the schema; one node at a time (an advisory lock serializes them)."""
+        """Create or upgrade the schema; one node at a time (an advisory lock serializes them).
+
+        The lock is taken before anything is looked at, so of three nodes starting against an
+        empty database one creates everything and the others find it done.
+        """
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             if self.schema:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.execute(
-                "CREATE TABLE IF NOT EXISTS tidings_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS tidings_meta "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
             version = int(await conn.fetchval(
                 "SELECT value FROM tidings_meta WHERE key = 'schema_version'"
             ) or 0)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"postgresql: the database schema is version {version}, newer than this "
+                    f"Tidings understands ({SCHEMA_VERSION}): upgrade this node"
+                )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 await conn.execute(MIGRATIONS[step])
             await conn.execute(
@@ -141,7 +211,7 @@ class PostgresStore(Store):
         counts = [len(by_channel[channel]) for channel in channels]
         pubs: list[Publication | None] = [None] * len(batch)
         rows, trims = [], []
-        try:
+        with _failures("appending"):
             async with self._pool_or_fail().acquire() as conn, conn.transaction():
                 tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
                 for record in tops:
@@ -161,71 +231,64 @@ class PostgresStore(Store):
                     columns=["channel", "offset", "time", "expires", "data", "source", "sender"],
                 )
                 await conn.execute(TRIM, [c for c, _ in trims], [upto for _, upto in trims])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"postgresql: append failed: {exc}") from exc
         return pubs  # type: ignore[return-value]
 
     async def _expire(self, now: int) -> int:
-        status = await self._run(
-            "execute",
-            "DELETE FROM tidings_publications WHERE expires IS NOT NULL AND expires <= $1", now,
-        )
+        with _failures("expiring"):
+            status = await self._pool_or_fail().execute(
+                "DELETE FROM tidings_publications WHERE expires IS NOT NULL AND expires <= $1",
+                now,
+            )
         return int(status.split()[-1])
 
     # ---- reads -----------------------------------------------------------------------
 
-    async def _run(self, method: str, query: str, *args):
-        try:
-            async with self._pool_or_fail().acquire() as conn:
-                return await getattr(conn, method)(query, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"postgresql: {exc}") from exc
-
     async def _positions(self, channels: list[str]) -> dict[str, StreamPosition]:
-        rows = await self._run(
-            "fetch", "SELECT channel, top, epoch FROM tidings_channels WHERE channel = ANY($1)",
-            channels,
-        )
+        with _failures("reading positions"):
+            rows = await self._pool_or_fail().fetch(
+                "SELECT channel, top, epoch FROM tidings_channels WHERE channel = ANY($1)",
+                channels,
+            )
         found = {row["channel"]: StreamPosition(row["top"], row["epoch"]) for row in rows}
         return {ch: found.get(ch, StreamPosition(0, self._epoch)) for ch in channels}
+
+    async def _position_on(self, conn: asyncpg.Connection, channel: str) -> StreamPosition:
+        row = await conn.fetchrow(
+            "SELECT top, epoch FROM tidings_channels WHERE channel = $1", channel
+        )
+        return StreamPosition(row["top"], row["epoch"]) if row else StreamPosition(0, self._epoch)
 
     def _pubs(self, rows, epoch: str) -> list[Publication]:
         return [Publication(r["channel"], r["offset"], epoch, bytes(r["data"]), r["time"],
                             r["source"], r["sender"]) for r in rows]
 
     async def _history(self, channel, limit, since, reverse):
-        if reverse:
-            where, order = '"offset" < $2', "DESC"
-            bound = since if since is not None else 2**62
-        else:
-            where, order = '"offset" > $2', "ASC"
-            bound = since if since is not None else 0
-        try:
+        with _failures("reading history"):
+            # one snapshot for the position and the rows, as SQLite does
             async with self._pool_or_fail().acquire() as conn, conn.transaction(
                 isolation="repeatable_read", readonly=True
             ):
-                position = (await self._positions_on(conn, channel))
+                position = await self._position_on(conn, channel)
+                if reverse:
+                    where, order = '"offset" < $2', "DESC"
+                    bound = position.offset + 1 if since is None else since
+                else:
+                    where, order = '"offset" > $2', "ASC"
+                    bound = 0 if since is None else since
                 rows = await conn.fetch(
                     f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = $1 "
-                    f"AND {where} AND {NOT_EXPIRED} ORDER BY \"offset\" {order} LIMIT $3",
-                    channel, bound, limit,
+                    f'AND {where} AND {NOT_EXPIRED} ORDER BY "offset" {order} LIMIT $3',
+                    channel, bound, limit, now_ms(),
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"postgresql: history failed: {exc}") from exc
         return self._pubs(rows, position.epoch), position
 
-    async def _positions_on(self, conn: asyncpg.Connection, channel: str) -> StreamPosition:
-        row = await conn.fetchrow(
-            "SELECT top, epoch FROM tidings_channels WHERE channel = $1", channel
-        )
-        return StreamPosition(row["top"], row["epoch"]) if row else StreamPosition(0, self._epoch)
-
     async def _read_range(self, channel: str, after: int, upto: int) -> list[Publication]:
-        position = (await self._positions([channel]))[channel]
-        rows = await self._run(
-            "fetch",
-            f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = $1 "
-            f'AND "offset" > $2 AND "offset" <= $3 AND {NOT_EXPIRED} ORDER BY "offset"',
-            channel, after, upto,
-        )
+        with _failures("reading history"):
+            async with self._pool_or_fail().acquire() as conn:
+                position = await self._position_on(conn, channel)
+                rows = await conn.fetch(
+                    f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = $1 "
+                    f'AND "offset" > $2 AND "offset" <= $3 AND {NOT_EXPIRED} ORDER BY "offset"',
+                    channel, after, upto, now_ms(),
+                )
         return self._pubs(rows, position.epoch)
