@@ -36,56 +36,53 @@ def _generator_saturation(results: list[dict]) -> float:
     return max(r["cpu_seconds"] / max(r["wall_seconds"], 1e-6) for r in results)
 
 
-def fanout(server: Server, subscribers: int, publications: int, rate: float,
-           publishers: int = 10) -> dict:
-    """One room with `subscribers`; `publications` spread over `publishers` at `rate`/s."""
-    proto = PROTOCOL[server.target]
+def _room(proto: str, sub_urls: list[str], pub_url: str, subscribers: int,
+          publications: int, rate: float, meter) -> tuple[dict, float]:
+    """One room: subscribers spread over `sub_urls` (a generator process each), ten
+    publishers on `pub_url`. Returns the figures and how much `meter()` grew meanwhile."""
     users = [f"s{i}" for i in range(subscribers)]
-    subs = Generator([Job(proto, server.url, "sub", part, expect=publications, deadline=60)
-                      for part in _split(users, SUB_WORKERS)])
+    subs = Generator([Job(proto, url, "sub", part, expect=publications, deadline=60)
+                      for url, part in zip(sub_urls, _split(users, len(sub_urls)))])
     pubs = None
     try:
         subs.ready()
-        pubs = Generator([Job(proto, server.url, "pub", [f"p{i}" for i in range(publishers)],
+        pubs = Generator([Job(proto, pub_url, "pub", [f"p{i}" for i in range(10)],
                               count=publications, rate=rate)])
         pubs.ready()
-        cpu0, start = server.cpu_seconds(), time.time()
+        before, start = meter(), time.time()
         subs.go()
         pubs.go()
-        sub_results = subs.results()
-        pub_results = pubs.results()
-        cpu = server.cpu_seconds() - cpu0
+        sub_results, pub_results = subs.results(), pubs.results()
+        grew = meter() - before
     finally:
         subs.close()
         if pubs:
             pubs.close()
     received = sum(r["received"] for r in sub_results)
     last = max((r["last"] for r in sub_results if r["last"]), default=start)
-    seconds = max(last - start, 1e-6)
     return {
         "subscribers": subscribers, "publications": pub_results[0]["sent"],
         "deliveries": received, "expected": subscribers * publications,
-        "deliveries_per_s": received / seconds,
-        "server_cpu_per_100k": cpu / max(received, 1) * 100_000,
+        "deliveries_per_s": received / max(last - start, 1e-6),
         "generator_cpu_share": _generator_saturation(sub_results + pub_results),
         **_latency(sub_results),
-    }
+    }, grew
 
 
-def direct(server: Server, pairs: int, per_user: int) -> dict:
-    """`pairs` pairs of users writing to each other, `per_user` messages each."""
-    proto = PROTOCOL[server.target]
+def _pairs(proto: str, urls: list[str], pairs: int, per_user: int, meter) -> tuple[dict, float]:
+    """`pairs` pairs of users writing to each other, `per_user` messages each; a pair's two
+    users land on different `urls` when there are several."""
     users = [f"d{i}" for i in range(pairs * 2)]
     partner = {u: users[i ^ 1] for i, u in enumerate(users)}
-    parts = _split(users, SUB_WORKERS)
-    gen = Generator([Job(proto, server.url, "dm", part, expect=per_user, count=per_user * len(part),
-                         partners=[partner[u] for u in part], deadline=60) for part in parts])
+    gen = Generator([Job(proto, url, "dm", part, expect=per_user, count=per_user * len(part),
+                         partners=[partner[u] for u in part], deadline=60)
+                     for url, part in zip(urls, _split(users, len(urls)))])
     try:
         gen.ready()
-        cpu0, start = server.cpu_seconds(), time.time()
+        before, start = meter(), time.time()
         gen.go()
         results = gen.results()
-        cpu = server.cpu_seconds() - cpu0
+        grew = meter() - before
     finally:
         gen.close()
     received = sum(r["received"] for r in results)
@@ -93,10 +90,22 @@ def direct(server: Server, pairs: int, per_user: int) -> dict:
     return {
         "pairs": pairs, "messages": received, "expected": pairs * 2 * per_user,
         "messages_per_s": received / max(last - start, 1e-6),
-        "server_cpu_per_100k": cpu / max(received, 1) * 100_000,
-        "generator_cpu_share": _generator_saturation(results),
-        **_latency(results),
-    }
+        "generator_cpu_share": _generator_saturation(results), **_latency(results),
+    }, grew
+
+
+def fanout(server: Server, subscribers: int, publications: int, rate: float) -> dict:
+    """One room with `subscribers` on one server; `publications` at `rate`/s (0: flat out)."""
+    figures, cpu = _room(PROTOCOL[server.target], [server.url] * SUB_WORKERS, server.url,
+                         subscribers, publications, rate, server.cpu_seconds)
+    return {**figures,
+            "server_cpu_per_100k": cpu / max(figures["deliveries"], 1) * 100_000}
+
+
+def direct(server: Server, pairs: int, per_user: int) -> dict:
+    figures, cpu = _pairs(PROTOCOL[server.target], [server.url] * SUB_WORKERS, pairs,
+                          per_user, server.cpu_seconds)
+    return {**figures, "server_cpu_per_100k": cpu / max(figures["messages"], 1) * 100_000}
 
 
 def idle(server: Server, connections: int) -> dict:
@@ -178,54 +187,14 @@ def summarize(runs: list[dict], key: str) -> dict:
 
 def cluster_fanout(cluster, subscribers: int, publications: int) -> dict:
     """One room whose members are spread over every node; publishers on the first node."""
-    users = [f"s{i}" for i in range(subscribers)]
-    parts = _split(users, len(cluster.nodes))
-    subs = Generator([Job("tidings", node.url, "sub", part, expect=publications, deadline=60)
-                      for node, part in zip(cluster.nodes, parts)])
-    pubs = None
-    try:
-        subs.ready()
-        pubs = Generator([Job("tidings", cluster.nodes[0].url, "pub",
-                              [f"p{i}" for i in range(10)], count=publications)])
-        pubs.ready()
-        received0, start = cluster.broker_received(), time.time()
-        subs.go()
-        pubs.go()
-        sub_results, pub_results = subs.results(), pubs.results()
-        broker = cluster.broker_received() - received0
-    finally:
-        subs.close()
-        if pubs:
-            pubs.close()
-    got = sum(r["received"] for r in sub_results)
-    last = max((r["last"] for r in sub_results if r["last"]), default=start)
-    sent = pub_results[0]["sent"]
-    return {"subscribers": subscribers, "deliveries": got, "expected": subscribers * publications,
-            "deliveries_per_s": got / max(last - start, 1e-6),
-            "broker_messages_per_publication": broker / max(sent, 1),
-            "generator_cpu_share": _generator_saturation(sub_results + pub_results),
-            **_latency(sub_results)}
+    figures, broker = _room("tidings", [n.url for n in cluster.nodes], cluster.nodes[0].url,
+                            subscribers, publications, 0, cluster.broker_received)
+    return {**figures,
+            "broker_messages_per_publication": broker / max(figures["publications"], 1)}
 
 
 def cluster_direct(cluster, pairs: int, per_user: int) -> dict:
     """Pairs whose two users sit on different nodes; broker messages each message cost."""
-    users = [f"d{i}" for i in range(pairs * 2)]
-    partner = {u: users[i ^ 1] for i, u in enumerate(users)}
-    parts = _split(users, len(cluster.nodes))
-    gen = Generator([Job("tidings", node.url, "dm", part, expect=per_user,
-                         count=per_user * len(part), partners=[partner[u] for u in part],
-                         deadline=60) for node, part in zip(cluster.nodes, parts)])
-    try:
-        gen.ready()
-        received0, start = cluster.broker_received(), time.time()
-        gen.go()
-        results = gen.results()
-        broker = cluster.broker_received() - received0
-    finally:
-        gen.close()
-    got = sum(r["received"] for r in results)
-    last = max((r["last"] for r in results if r["last"]), default=start)
-    return {"pairs": pairs, "messages": got, "expected": pairs * 2 * per_user,
-            "messages_per_s": got / max(last - start, 1e-6),
-            "broker_messages_per_message": broker / max(got, 1),
-            "generator_cpu_share": _generator_saturation(results), **_latency(results)}
+    figures, broker = _pairs("tidings", [n.url for n in cluster.nodes], pairs, per_user,
+                             cluster.broker_received)
+    return {**figures, "broker_messages_per_message": broker / max(figures["messages"], 1)}

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from tidings.channels import valid_user_id
 from tidings.errors import ErrorCode, TidingsError
 from tidings.model import Publication
 
@@ -126,6 +127,12 @@ class Fields:
         value = self._get(name, bool, "true or false", False)
         return default if value is None else value
 
+    def user(self, name: str = "user") -> str:
+        value = self.str(name)
+        if not valid_user_id(value):
+            raise _bad(f"{self.method}: '{name}' is not a valid user id", self.id)
+        return value
+
     def data(self) -> bytes:
         if "data" not in self.raw:
             raise _bad(f"{self.method}: 'data' is required", self.id)
@@ -173,7 +180,7 @@ _PARSERS = {
     "subscribe": lambda f: Subscribe(f.str("channel"), f.position()),
     "unsubscribe": lambda f: Unsubscribe(f.str("channel")),
     "publish": lambda f: Publish(f.str("channel"), f.data()),
-    "send": lambda f: Send(f.str("user"), f.data()),
+    "send": lambda f: Send(f.user(), f.data()),
     "history": _history,
     "presence": lambda f: Presence(f.str("channel")),
     "pong": lambda f: Pong(),

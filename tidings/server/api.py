@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.broker.base import BrokerError
-from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
+from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
 from tidings.errors import ErrorCode, TidingsError
 from tidings.node import Node
 from tidings.server.keys import NODE
@@ -132,10 +132,7 @@ async def publish(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fields = await _body(request, "send")
-    user = fields.str("user")
-    if not valid_user_id(user):
-        raise TidingsError(ErrorCode.BAD_REQUEST, "send: 'user' is not a valid user id")
-    return await _publish(node, node.channel(user_channel(user)), fields)
+    return await _publish(node, node.channel(user_channel(fields.user())), fields)
 
 
 async def broadcast(request: web.Request) -> web.Response:
@@ -189,9 +186,7 @@ async def presence(request: web.Request) -> web.Response:
 async def disconnect(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fields = await _body(request, "disconnect")
-    user = fields.str("user")
-    if not valid_user_id(user):
-        raise TidingsError(ErrorCode.BAD_REQUEST, "disconnect: 'user' is not a valid user id")
+    user = fields.user()
     closed = await node.disconnect_user(
         user, reconnect=fields.bool("reconnect", True), client=fields.str("client", False)
     )
