@@ -127,8 +127,10 @@ async def test_broker_outage_loses_nothing(kind: str):
         for member in members:  # node 2's members got everything, through the gap
             pubs = await member.drain("room:outage", published, timeout=30)
             assert [p["offset"] for p in pubs] == list(range(1, published + 1)), member.user
-        if kind != "nats":  # nats-py holds publications in its pending buffer while it reconnects
-            # the outage did cost the live path: node 2 read what it missed from the store
+        if kind == "redis":
+            # a full second without Redis did cost the live path, and node 2 read what it
+            # missed back from the store. (nats-py buffers publications while it reconnects,
+            # and RabbitMQ's reconnect can beat the next publication: no loss is certain.)
             assert await cluster.nodes[1].metric("tidings_gaps_filled_total") >= 1
     finally:
         cluster.stop()
