@@ -1,7 +1,9 @@
-"""`python -m bench [--profile smoke|quick|full]`: run every scenario, write the report.
+"""`python -m bench [--profile smoke|quick|full] [--only ...]`: run the suite, write the report.
 
-Results go to bench/results/<date>-<profile>.json, a Markdown table beside it and PNG plots.
-Each point is run `repeat` times; the report gives the median and the spread (min-max).
+First makes sure bench/.peers/venv exists and re-runs itself there (see bootstrap.py), so
+it works from any Python 3.11+, the project's venv included. Results go to
+bench/results/<date>-<profile>.json (raw), .md (the table) and .png (the plots). Exits 1
+when Tidings failed anywhere in the run (lost messages, failed recovery, a crash).
 """
 
 from __future__ import annotations
@@ -12,139 +14,107 @@ import json
 import os
 import platform
 import sys
-import uuid
+import time
 from pathlib import Path
 
-from bench import report, scenarios
-from bench.profiles import PROFILES
-from bench.servers import Cluster, Server, install_peers
+from bench import bootstrap
 
-RESULTS = Path(__file__).resolve().parent / "results"
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-BROKERS = {"redis": "redis://127.0.0.1:6379/0?prefix=bench",
-           "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/?exchange=bench",
-           "nats": "nats://127.0.0.1:4222?prefix=bench"}
+RESULTS = bootstrap.BENCH / "results"
+SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "stack", "cluster"]
 
 
-def _repeat(target: str, times: int, run, env: dict | None = None) -> list[dict]:
-    """Each repetition against a fresh server process."""
-    out = []
-    for _ in range(times):
-        with Server(target, env) as server:
-            out.append(run(server))
-    return out
+def parse(argv: list[str]) -> argparse.Namespace:
+    from bench.profiles import PROFILES
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick",
+                        help="smoke: seconds (CI); quick (default): a few minutes; full: longer")
+    parser.add_argument("--only", help="comma-separated scenarios out of " + ",".join(SCENARIOS)
+                        + " (fanout includes the latency points)")
+    parser.add_argument("--targets", help="comma-separated servers (default: the profile's)")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="record every Tidings server with py-spy; collapsed stacks go to "
+                             "bench/results/pyspy-<profile>/ (summarize with python -m "
+                             "bench.flame FILE)")
+    return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    parser.add_argument("--only", help="comma-separated scenarios: fanout,latency,direct,idle,"
-                                       "durable,recovery,stack,cluster")
-    args = parser.parse_args(argv)
+def machine() -> dict:
+    memory = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) // (1024 * 1024)
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return {"cores": os.cpu_count(), "memory_gib": memory, "cpu": model,
+            "platform": platform.platform(terse=True), "python": platform.python_version()}
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    if not bootstrap.in_venv():
+        bootstrap.reexec(argv)  # does not return
+    from bench import plots, report
+    from bench.profiles import PROFILES
+    from bench.runner import Runner
+    from bench.servers import raise_nofile
+
+    raise_nofile()
     profile = PROFILES[args.profile]
-    only = set(args.only.split(",")) if args.only else None
-    targets = profile["targets"]
-    if "socketio-node" in targets:
-        install_peers()
-    times = profile["repeat"]
-    results: dict = {
-        "profile": args.profile,
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "scenarios": {},
-    }
-
-    def wanted(name: str) -> bool:
-        return only is None or name in only
-
-    def record(name: str, point: str, target: str, runs: list[dict]) -> None:
-        results["scenarios"].setdefault(name, {}).setdefault(point, {})[target] = runs
-        print(f"{name} {point} {target}: " + report.brief(name, runs), flush=True)
-
-    if wanted("fanout"):
-        for subscribers, publications in profile["fanout"]:
-            for target in targets:
-                record("fanout", f"N={subscribers}", target, _repeat(
-                    target, times, lambda s: scenarios.fanout(s, subscribers, publications, 0)))
-    if wanted("latency"):
-        for subscribers, publications, fallback_rate in profile["latency"]:
-            for target in targets:
-                # half the rate this server sustained in the fan-out scenario, as the issue asks
-                measured = results["scenarios"].get("fanout", {}).get(f"N={subscribers}", {})
-                rate = (round(report.median_of(measured[target], "deliveries_per_s")
-                              / subscribers / 2) if target in measured else fallback_rate)
-                record("latency", f"N={subscribers} at half the sustained rate", target,
-                       [dict(run, rate=rate) for run in _repeat(
-                           target, times,
-                           lambda s: scenarios.fanout(s, subscribers, publications, rate))])
-    if wanted("direct"):
-        for pairs, per_user in profile["direct"]:
-            for target in (t for t in targets if t != "bare-aiohttp"):
-                record("direct", f"M={pairs}", target, _repeat(
-                    target, times, lambda s: scenarios.direct(s, pairs, per_user)))
-    if wanted("idle"):
-        for connections in profile["idle"]:
-            for target in targets:
-                record("idle", f"N={connections}", target, _repeat(
-                    target, times, lambda s: scenarios.idle(s, connections)))
-    if wanted("durable"):
-        spec = profile["durable"]
-        for store in spec["stores"]:
-            for grouped in (True, False):
-                schema = f"bench_{uuid.uuid4().hex[:8]}"
-                env = {"TIDINGS_GROUP_COMMIT": str(grouped).lower()}
-                if store == "postgresql":
-                    env["TIDINGS_STORE"] = f"{PG}?schema={schema}"
-                label = "group commit" if grouped else "one commit per message"
-                record("durable", f"{store}, {label}", "tidings", _repeat(
-                    "tidings", times,
-                    lambda s: scenarios.durable(s, spec["publishers"], spec["per_publisher"]),
-                    env))
-                if store == "postgresql":
-                    report.drop_schema(PG, schema)
-    if wanted("stack") and "stack" in profile:  # input to the choice of WebSocket library
-        spec = profile["stack"]
-        subscribers, publications = spec["fanout"]
-        for target in spec["targets"]:
-            record("stack fan-out", f"N={subscribers}", target, _repeat(
-                target, times, lambda s: scenarios.fanout(s, subscribers, publications, 0)))
-            record("stack idle", f"N={spec['idle']}", target, _repeat(
-                target, times, lambda s: scenarios.idle(s, spec["idle"])))
-    if wanted("recovery"):
-        for missed in profile["recovery"]:
-            keep = {"TIDINGS_NAMESPACES__ROOM__HISTORY_SIZE": str(max(missed, 1000))}
-            record("recovery", f"K={missed}", "tidings",
-                   _repeat("tidings", times, lambda s: scenarios.recovery(s, missed), keep))
-
-    if wanted("cluster") and "cluster" in profile:
-        spec = profile["cluster"]
-        for kind, url in BROKERS.items():
-            for _ in range(times):
-                schema = f"bench_{uuid.uuid4().hex[:8]}"
-                with Cluster(url, f"{PG}?schema={schema}") as cluster:
-                    fan = scenarios.cluster_fanout(cluster, *spec["fanout"])
-                    dm = scenarios.cluster_direct(cluster, *spec["direct"])
-                report.drop_schema(PG, schema)
-                for name, run in (("cluster fan-out", fan), ("cluster direct", dm)):
-                    results["scenarios"].setdefault(name, {}).setdefault(
-                        "3 nodes", {}).setdefault(f"tidings on {kind}", []).append(run)
-            for name in ("cluster fan-out", "cluster direct"):
-                runs = results["scenarios"][name]["3 nodes"][f"tidings on {kind}"]
-                print(f"{name} 3 nodes {kind}: " + report.brief(name, runs), flush=True)
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    targets = args.targets.split(",") if args.targets else list(profile["targets"])
+    results: dict = {"profile": args.profile, "repeat": profile["repeat"],
+                     "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                     "machine": machine(), "skipped": [], "errors": [], "scenarios": {}}
+    needs_node = "socketio-node" in targets or (
+        "cluster" in only and "socketio-node" in profile.get("cluster", {}).get("peers", []))
+    if needs_node:
+        why = bootstrap.install_node_peer()
+        if why:
+            targets = [t for t in targets if t != "socketio-node"]
+            results["skipped"].append(f"socketio-node: {why}")
+    results["versions"] = bootstrap.versions()
+    spy_dir = None
+    if args.py_spy:
+        spy_dir = RESULTS / f"pyspy-{args.profile}"
+        spy_dir.mkdir(parents=True, exist_ok=True)
+    runner = Runner(profile, results, spy_dir)
+    started = time.monotonic()
+    if "fanout" in only:
+        runner.fanout(targets)
+    if "direct" in only:
+        runner.direct(targets)
+    if "idle" in only:
+        runner.idle(targets, profile["idle"])
+    if "durable" in only and "tidings" in targets:
+        runner.durable()
+    if "recovery" in only and "tidings" in targets:
+        runner.recovery()
+    if "stack" in only and "stack" in profile:
+        runner.stack()
+    if "cluster" in only and "cluster" in profile:
+        if any(s.startswith("socketio-node") for s in results["skipped"]):
+            runner.profile = {**profile, "cluster": {**profile["cluster"], "peers": [
+                p for p in profile["cluster"]["peers"] if p != "socketio-node"]}}
+        runner.cluster()
+    results["seconds"] = time.monotonic() - started
 
     RESULTS.mkdir(exist_ok=True)
-    stem = f"{datetime.date.today().isoformat()}-{args.profile}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
-    table = report.markdown(results)
-    (RESULTS / f"{stem}.md").write_text(table)
-    report.plots(results, RESULTS / stem)
-    print(table)
-    problems = report.problems(results)
-    for problem in problems:
+    # a partial or profiled run never overwrites a whole run's results
+    suffix = "-pyspy" if args.py_spy else "-partial" if args.only or args.targets else ""
+    stem = RESULTS / f"{datetime.date.today().isoformat()}-{args.profile}{suffix}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    text = report.markdown(results)
+    stem.with_suffix(".md").write_text(text)
+    plots.plots(results, stem.with_suffix(".png"))
+    print(text)
+    print(f"wrote {stem}.json, .md, .png")
+    found = report.problems(results)
+    for problem in found:
         print(f"problem: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,15 @@
-"""Load-generator processes: many picows WebSocket clients on uvloop, driven over a pipe.
+"""Load-generator processes: picows WebSocket clients on uvloop, driven over a pipe.
 
-A worker connects its share of the clients, says "ready", waits for "go", runs its role
-(subscribe and count, publish, send direct messages, or hold idle connections) until the
-expected count or its deadline, and sends back what it measured, including its own CPU
-time, so the report can say when the generator, not the server, was the limit.
+Why separate processes: the server under test gets one core's worth of Python at most, and
+so would a generator living in the harness; several workers, each holding a share of the
+clients, parse frames in compiled code (picows) and spread over both cores.
+
+An agent connects its clients once (and subscribes them, if it has a room), says "ready",
+then runs any number of rounds on those same connections: the harness arms every agent for
+a round (counters reset), says "go", and each agent publishes and/or counts what it
+receives until the round's count or deadline, then reports, with its own CPU time, so the
+report can tell when the generator rather than the server was the limit. Reusing the
+connections across rounds is what lets a point be repeated three times in seconds.
 """
 
 from __future__ import annotations
@@ -20,28 +26,45 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from bench.protocols import PROTOCOLS
 
 PAD = "x" * 64
+MAX_LATENCY_SAMPLES = 50_000  # per agent and round: enough for a p99.9
+CONNECT_BATCH = 200  # connections opened at once by one agent
 
 
 @dataclass
-class Job:
+class Setup:
+    """Who an agent is: its clients, where they connect, and which room they join."""
+
     proto: str
     url: str  # http://127.0.0.1:PORT
-    role: str  # "sub" | "pub" | "dm" | "idle"
     users: list[str]
-    room: str = "room:bench"
-    expect: int = 0  # publications each subscriber should see (sub, dm)
-    count: int = 0  # messages to publish or send (pub, dm: per client)
-    rate: float = 0.0  # messages/s for the whole worker; 0 = as fast as acks allow
-    partners: list[str] = field(default_factory=list)  # dm: whom each user writes to
+    room: str | None = None  # subscribe every client here after connecting
+    publisher: bool = False  # bare relay: publishers connect where they receive nothing
+
+
+@dataclass
+class Round:
+    """One measured round. Counts and the deadline bound every loop in it."""
+
+    number: int
+    expect: int = 0  # publications each client should receive
+    count: int = 0  # messages each client sends
+    rate: float = 0.0  # messages/s for the whole agent; 0 = as fast as acks come back
+    room: str = "room:bench"  # where `count` publications go
+    partners: list[str] = field(default_factory=list)  # direct messages: one per client
     deadline: float = 60.0
 
 
+def round_marker(number: int) -> bytes:
+    """Tags a round's payloads (inside a string, so no server's JSON spacing changes it):
+    a late frame from an earlier round is told apart without parsing it."""
+    return f"<round {number}>".encode()
+
+
 class Client(WSListener):
-    def __init__(self, worker: "Worker", user: str):
-        self.worker, self.user, self.proto = worker, user, worker.proto
+    def __init__(self, agent: "Agent", user: str):
+        self.agent, self.user, self.proto = agent, user, agent.proto
         self.transport: WSTransport | None = None
-        # exists from the start: a server may answer (Socket.IO's open/connect) before
-        # the first call is made
+        # exists from the start: a server may speak first (Socket.IO's open packet)
         self.reply: asyncio.Future = asyncio.get_running_loop().create_future()
         self.ids = 0
 
@@ -51,9 +74,10 @@ class Client(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type != WSMsgType.TEXT:
             return
-        kind, value = self.proto.read(frame.get_payload_as_bytes())
+        payload = frame.get_payload_as_bytes()
+        kind, value = self.proto.read(payload)
         if kind == "pub":
-            self.worker.received(value)
+            self.agent.received(payload)
         elif kind == "reply":
             if not self.reply.done():
                 self.reply.set_result(value)
@@ -62,166 +86,219 @@ class Client(WSListener):
         elif kind == "open":
             transport.send(WSMsgType.TEXT, self.proto.open_reply(self.user))
 
-    async def call(self, frame: bytes | None, wait: bool = True) -> None:
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.agent.dropped += 1
+        if not self.reply.done():
+            self.reply.set_exception(ConnectionError("server closed the connection"))
+            self.reply.exception()  # retrieved here; a waiter still gets it raised
+
+    async def call(self, frame: bytes | None, wait: bool = True, timeout: float = 30) -> None:
         """Send a command and wait for its acknowledgement (if the protocol has one)."""
         self.ids += 1
         if frame is not None:
             self.reply = asyncio.get_running_loop().create_future()
             self.transport.send(WSMsgType.TEXT, frame)
         if wait:
-            await asyncio.wait_for(self.reply, 30)
+            await asyncio.wait_for(self.reply, timeout)
 
 
-class Worker:
-    def __init__(self, job: Job):
-        self.job = job
-        self.proto = PROTOCOLS[job.proto]
+class Agent:
+    def __init__(self, setup: Setup):
+        self.setup = setup
+        self.proto = PROTOCOLS[setup.proto]
         self.clients: list[Client] = []
-        self.count = 0
-        self.latencies: list[float] = []
-        self.first = self.last = 0.0
-        self.done = asyncio.Event()
-        self.expected_total = job.expect * len(job.users)
+        self.dropped = 0
+        self.arm(Round(0))
 
-    def received(self, data: dict) -> None:
-        now = time.time()
+    # ---- receiving -------------------------------------------------------------------
+
+    def arm(self, rnd: Round) -> None:
+        self.round = rnd
+        self.marker = round_marker(rnd.number)
+        self.count = self.stale = 0
+        self.latencies: list[float] = []
+        self.last = 0.0
+        self.expected_total = rnd.expect * len(self.clients)
+        self.sample = max(1, self.expected_total // MAX_LATENCY_SAMPLES)
+        self.done = asyncio.Event()
+        if self.expected_total == 0:
+            self.done.set()
+
+    def received(self, payload: bytes) -> None:
+        """Count a publication; parse it only when its latency is sampled, so the
+        generator's cost per frame stays far below the server's."""
+        if self.marker not in payload:
+            self.stale += 1  # late from an earlier round that hit its deadline
+            return
         self.count += 1
-        if not self.first:
-            self.first = now
-        self.last = now
+        self.last = now = time.time()
         if self.count % self.sample == 0:
-            self.latencies.append(now - data["t"])
+            self.latencies.append(now - self.proto.data(payload)["t"])
         if self.count >= self.expected_total:
             self.done.set()
 
-    @property
-    def sample(self) -> int:
-        return max(1, self.expected_total // 200_000)
+    # ---- connecting ------------------------------------------------------------------
 
     async def connect_all(self) -> None:
-        url = self.job.url.replace("http", "ws", 1) + self.proto.path
+        proto, setup = self.proto, self.setup
+        path = proto.pub_path if setup.publisher else proto.path
+        url = setup.url.replace("http", "ws", 1) + path
 
         async def one(user: str) -> Client:
-            _, client = await ws_connect(lambda: Client(self, user), url, max_frame_size=1 << 24)
-            await client.call(self.proto.connect(user, 1), wait=self.job.proto != "bare")
-            if self.job.role == "sub" and self.job.proto != "bare":
-                await client.call(self.proto.join(self.job.room, client.ids + 1))
+            _, client = await ws_connect(lambda: Client(self, user), url,
+                                         max_frame_size=1 << 24)
+            await client.call(proto.connect(user, 1), wait=proto.acknowledges)
+            if setup.room and proto.acknowledges:
+                await client.call(proto.join(setup.room, client.ids + 1))
             return client
 
-        for start in range(0, len(self.job.users), 200):
-            batch = self.job.users[start:start + 200]
+        for start in range(0, len(setup.users), CONNECT_BATCH):
+            batch = setup.users[start:start + CONNECT_BATCH]
             self.clients += await asyncio.gather(*(one(u) for u in batch))
 
-    async def publish(self) -> dict:
-        job, sent, started = self.job, 0, time.time()
-        per_client = job.count // max(1, len(self.clients))
-        interval = len(self.clients) / job.rate if job.rate else 0.0
+    # ---- sending ---------------------------------------------------------------------
+
+    async def send_all(self) -> dict:
+        rnd, started = self.round, time.time()
+        clients = [c for c in self.clients if not c.transport.is_disconnected]
+        interval = len(clients) / rnd.rate if rnd.rate else 0.0
+        sent = failed = 0
+        marker = round_marker(rnd.number).decode()
 
         async def run(client: Client, index: int) -> None:
-            nonlocal sent
-            next_at = started + index * (interval / max(1, len(self.clients)))
-            for k in range(per_client):
+            nonlocal sent, failed
+            next_at = started + index * interval / max(1, len(clients))
+            for k in range(rnd.count):
+                if time.time() - started > rnd.deadline:
+                    return
                 if interval:
                     delay = next_at - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
                     next_at += interval
-                data = {"t": time.time(), "k": k, "p": PAD}
-                if job.role == "dm":
-                    frame = self.proto.send(job.partners[index], data, client.ids + 1)
+                data = {"t": time.time(), "k": k, "p": marker + PAD}
+                if rnd.partners:
+                    frame = self.proto.send(rnd.partners[index], data, client.ids + 1)
                 else:
-                    frame = self.proto.publish(job.room, data, client.ids + 1)
-                await client.call(frame)
+                    frame = self.proto.publish(rnd.room, data, client.ids + 1)
+                try:
+                    await client.call(frame, timeout=max(1.0, rnd.deadline))
+                except (asyncio.TimeoutError, ConnectionError):
+                    failed += 1
+                    return
                 sent += 1
 
-        await asyncio.gather(*(run(c, i) for i, c in enumerate(self.clients)))
-        return {"sent": sent, "send_seconds": time.time() - started}
+        await asyncio.gather(*(run(c, i) for i, c in enumerate(clients)))
+        return {"sent": sent, "failed_sends": failed, "send_seconds": time.time() - started}
 
-    async def wait_received(self) -> None:
+    async def run_round(self) -> dict:
+        rnd = self.round
+        cpu0, wall0 = time.process_time(), time.time()
+        result: dict = {}
+        sending = asyncio.create_task(self.send_all()) if rnd.count else None
         try:
-            await asyncio.wait_for(self.done.wait(), self.job.deadline)
+            await asyncio.wait_for(self.done.wait(), rnd.deadline)
         except asyncio.TimeoutError:
             pass
+        if sending:
+            result.update(await sending)
+        result.update(
+            received=self.count, expected=self.expected_total, stale=self.stale,
+            last=self.last, latencies=self.latencies, sample=self.sample,
+            cpu_seconds=time.process_time() - cpu0, wall_seconds=time.time() - wall0,
+            dropped=self.dropped,
+        )
+        return result
 
 
-async def _main(job: Job, pipe) -> None:
+async def _main(setup: Setup, pipe) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(job)
-    cpu0 = time.process_time()
-    connect_started = time.time()
-    await worker.connect_all()
-    connect_seconds = time.time() - connect_started
-    pipe.send(("ready", connect_seconds))
-    await loop.run_in_executor(None, pipe.recv)  # "go"
-    cpu1, wall1 = time.process_time(), time.time()
-    result: dict = {"connect_seconds": connect_seconds, "clients": len(worker.clients)}
-    if job.role == "pub":
-        result.update(await worker.publish())
-    elif job.role == "dm":
-        sending = asyncio.create_task(worker.publish())
-        await worker.wait_received()
-        result.update(await sending)
-    elif job.role == "sub":
-        await worker.wait_received()
-    else:  # idle: hold the connections until told to let go
-        await loop.run_in_executor(None, pipe.recv)
-    result.update(
-        received=worker.count, first=worker.first, last=worker.last,
-        latencies=worker.latencies, sample=worker.sample,
-        cpu_seconds=time.process_time() - cpu1, wall_seconds=time.time() - wall1,
-        connect_cpu_seconds=cpu1 - cpu0,
-    )
-    pipe.send(("result", result))
-    for client in worker.clients:
+    agent = Agent(setup)
+    cpu0, wall0 = time.process_time(), time.time()
+    try:
+        await agent.connect_all()
+    except Exception as exc:  # reported to the harness, which fails the point
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    pipe.send(("ready", {"connect_seconds": time.time() - wall0,
+                         "connect_cpu_seconds": time.process_time() - cpu0,
+                         "clients": len(agent.clients)}))
+    while True:
+        command, arg = await loop.run_in_executor(None, pipe.recv)
+        if command == "close":
+            break
+        try:
+            if command == "arm":
+                agent.arm(arg)
+                pipe.send(("armed", None))
+            elif command == "go":
+                pipe.send(("result", await agent.run_round()))
+        except Exception as exc:
+            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+            break
+    for client in agent.clients:
         client.transport.disconnect()
+    await asyncio.sleep(0.05)
 
 
-def _run(job: Job, pipe) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def _run(setup: Setup, pipe) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvloop.run(_main(job, pipe))
+    uvloop.run(_main(setup, pipe))
 
 
 class Generator:
-    """Worker processes for one step of a scenario."""
+    """A set of agent processes for one point; used as a context manager."""
 
-    def __init__(self, jobs: list[Job]):
+    def __init__(self, setups: list[Setup]):
         ctx = multiprocessing.get_context("spawn")
         self.pipes, self.procs = [], []
-        for job in jobs:
+        for setup in setups:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_run, args=(job, child), daemon=True)
+            proc = ctx.Process(target=_run, args=(setup, child), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
 
-    def ready(self, timeout: float = 120) -> list[float]:
+    def _gather(self, expected: str, timeout: float, pipes=None) -> list:
         out = []
-        for pipe in self.pipes:
-            if not pipe.poll(timeout):
-                raise TimeoutError("load generator did not get ready")
-            out.append(pipe.recv()[1])
+        deadline = time.monotonic() + timeout
+        for pipe in pipes or self.pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load generator: no {expected!r} within {timeout:.0f} s")
+            kind, value = pipe.recv()
+            if kind == "error":
+                raise RuntimeError(f"load generator: {value}")
+            out.append(value)
         return out
+
+    def ready(self, timeout: float = 300) -> list[dict]:
+        """Wait until every agent has connected its clients."""
+        return self._gather("ready", timeout)
+
+    def arm(self, rounds: list[Round]) -> None:
+        for pipe, rnd in zip(self.pipes, rounds):
+            pipe.send(("arm", rnd))
+        self._gather("armed", 30)
 
     def go(self) -> None:
         for pipe in self.pipes:
-            pipe.send("go")
+            pipe.send(("go", None))
 
-    def results(self, timeout: float = 180) -> list[dict]:
-        out = []
+    def results(self, deadline: float) -> list[dict]:
+        return self._gather("result", deadline + 30)
+
+    def __enter__(self) -> "Generator":
+        return self
+
+    def __exit__(self, *exc) -> None:
         for pipe in self.pipes:
-            if not pipe.poll(timeout):
-                raise TimeoutError("load generator did not finish")
-            out.append(pipe.recv()[1])
-        return out
-
-    def release(self) -> None:
-        """For idle workers: let go of the connections."""
-        for pipe in self.pipes:
-            pipe.send("release")
-
-    def close(self) -> None:
+            try:
+                pipe.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
         for proc in self.procs:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
+                proc.join()

@@ -2,7 +2,7 @@
 
 Socket.IO (Node and python-socketio alike) speaks Engine.IO 4 over a raw WebSocket:
 `0{...}` open, `40{auth}` connect, `42[event, data]` events, `42N[...]`/`43N[...]` acks,
-`2`/`3` ping/pong. The bare server just relays text.
+`2`/`3` ping/pong. The bare relay just forwards text and answers its sender "ok".
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import orjson
 
 
 class Tidings:
-    path = "/ws"
+    path = pub_path = "/ws"
+    acknowledges = True  # connect, subscribe and publish each get a reply
 
     @staticmethod
     def connect(user: str, n: int) -> bytes | None:
@@ -30,10 +31,16 @@ class Tidings:
         return orjson.dumps({"id": n, "send": {"user": user, "data": data}})
 
     @staticmethod
+    def data(payload: bytes) -> dict:
+        """A publication's data, parsed only for the frames whose latency is sampled."""
+        return orjson.loads(payload)["pub"]["data"]
+
+    @staticmethod
     def read(payload: bytes) -> tuple[str, object]:
-        """("pub", data) | ("reply", id) | ("ping", answer) | ("other", None)."""
+        """("pub", None) | ("reply", id) | ("ping", answer) | ("other", None); cheap for
+        pushes, which are most frames: a prefix test, no JSON parsing."""
         if payload.startswith(b'{"pub"'):
-            return "pub", orjson.loads(payload)["pub"]["data"]
+            return "pub", None
         if payload.startswith(b'{"id"'):
             return "reply", orjson.loads(payload)["id"]
         if payload.startswith(b'{"ping"'):
@@ -42,7 +49,8 @@ class Tidings:
 
 
 class SocketIO:
-    path = "/socket.io/?EIO=4&transport=websocket"
+    path = pub_path = "/socket.io/?EIO=4&transport=websocket"
+    acknowledges = True  # "40" answers the connect; acks (43N) answer joins and emits
 
     @staticmethod
     def connect(user: str, n: int) -> bytes | None:
@@ -65,9 +73,13 @@ class SocketIO:
         return f"42{n}".encode() + orjson.dumps(["send", {"to": user, "data": data}])
 
     @staticmethod
+    def data(payload: bytes) -> dict:
+        return orjson.loads(payload[2:])[1]
+
+    @staticmethod
     def read(payload: bytes) -> tuple[str, object]:
         if payload.startswith(b'42["pub"'):
-            return "pub", orjson.loads(payload[2:])[1]
+            return "pub", None
         if payload.startswith(b"43"):
             return "reply", int(payload[2:payload.index(b"[")])
         if payload.startswith(b"40"):
@@ -80,7 +92,9 @@ class SocketIO:
 
 
 class Bare:
-    path = "/"
+    path = "/"  # a client here receives every relayed frame
+    pub_path = "/pub"  # publishers: relayed to others, get "ok" back, receive nothing else
+    acknowledges = False
 
     @staticmethod
     def connect(user: str, n: int) -> bytes | None:
@@ -97,10 +111,14 @@ class Bare:
     send = None
 
     @staticmethod
+    def data(payload: bytes) -> dict:
+        return orjson.loads(payload)
+
+    @staticmethod
     def read(payload: bytes) -> tuple[str, object]:
         if payload == b"ok":
             return "reply", None
-        return "pub", orjson.loads(payload)
+        return "pub", None
 
 
 PROTOCOLS = {"tidings": Tidings, "socketio": SocketIO, "bare": Bare}

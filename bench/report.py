@@ -1,10 +1,14 @@
-"""Turn a run's raw figures into the table and plots a person reads in ten seconds."""
+"""Turn a run's raw figures into the Markdown a person reads in ten seconds.
+
+The goals come first, as ratios from this run; then one table per scenario with the median,
+the spread (min-max) and the ratio to the point's reference row (Tidings, or the first
+library in the stack comparison). Flags say when a figure is not what it seems: the load
+generator or the whole machine was saturated, messages went missing, connections dropped.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-from pathlib import Path
 
 HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "fanout": ("deliveries_per_s", "deliveries/s", True),
@@ -14,166 +18,174 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "durable": ("publishes_per_s", "acked publishes/s", True),
     "recovery": ("seconds", "seconds to recover", False),
     "stack fan-out": ("deliveries_per_s", "deliveries/s", True),
+    "stack idle": ("bytes_per_connection", "bytes/connection", False),
     "cluster fan-out": ("deliveries_per_s", "deliveries/s", True),
     "cluster direct": ("messages_per_s", "messages/s", True),
-    "stack idle": ("bytes_per_connection", "bytes/connection", False),
 }
+GENERATOR_SATURATED = 0.9  # one agent process used 90% of a core
+MACHINE_FULL = 0.95  # both cores 95% busy
 
 
 def median_of(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
-
-
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
-def brief(name: str, runs: list[dict]) -> str:
-    key, unit, _ = HEADLINE[name]
+def brief(scenario: str, runs: list[dict]) -> str:
+    key, unit, _ = HEADLINE[scenario]
     values = [run[key] for run in runs]
-    return f"{_fmt(statistics.median(values))} {unit} (min {_fmt(min(values))}, max {_fmt(max(values))})"
+    flags = "; ".join(_flags(runs))
+    return (f"{fmt(statistics.median(values))} {unit} (min {fmt(min(values))}, "
+            f"max {fmt(max(values))}){' ' + flags if flags else ''}")
 
 
-def markdown(results: dict) -> str:
-    lines = [f"# Benchmark: profile {results['profile']}, {results['started']}", "",
-             f"Machine: {results['machine']['cores']} cores, Python "
-             f"{results['machine']['python']}. Medians of each point's runs, spread as "
-             "min-max; ratios against the first row of each point (Tidings), from the same run.", ""]
-    for name, points in results["scenarios"].items():
-        key, unit, higher = HEADLINE[name]
-        lines += [f"## {name}", "", f"| point | server | {unit} | min-max | vs first | "
-                  "extra |", "|---|---|---|---|---|---|"]
-        for point, targets in points.items():
-            first = next(iter(targets))  # Tidings, or the stack's first library
-            base = median_of(targets[first], key)
-            for target, runs in targets.items():
-                values = [run[key] for run in runs]
-                median = statistics.median(values)
-                ratio = f"{median / base:.2f}x" if base else ""
-                lines.append(f"| {point} | {target} | {_fmt(median)} | {_fmt(min(values))}-"
-                             f"{_fmt(max(values))} | {ratio} | {_extra(name, runs)} |")
-        lines.append("")
-    lines += goals(results)
-    return "\n".join(lines) + "\n"
+def _flags(runs: list[dict]) -> list[str]:
+    out = []
+    share = max(run.get("generator_max_share", 0) for run in runs)
+    if share > GENERATOR_SATURATED:
+        out.append(f"**generator saturated ({share:.0%} of a core)**")
+    busy = max(run.get("machine_busy", 0) for run in runs)
+    if busy > MACHINE_FULL:
+        out.append(f"machine full ({busy:.0%})")
+    short = [run for run in runs if "expected" in run
+             and run.get("deliveries", run.get("messages", run.get("acknowledged"))) != run["expected"]]
+    if short:
+        got = short[0].get("deliveries", short[0].get("messages", short[0].get("acknowledged")))
+        out.append(f"**incomplete: {got:,} of {short[0]['expected']:,} in a round**")
+    dropped = max(run.get("dropped_connections", 0) for run in runs)
+    if dropped:
+        out.append(f"**{dropped} connections dropped**")
+    return out
 
 
-def _extra(name: str, runs: list[dict]) -> str:
-    if name == "cluster fan-out":
-        return (f"{median_of(runs, 'broker_messages_per_publication'):.2f} broker messages per "
-                f"publication, p99 {median_of(runs, 'p99_ms'):.1f} ms")
-    if name == "cluster direct":
-        return (f"{median_of(runs, 'broker_messages_per_message'):.2f} broker messages per "
-                f"message, p99 {median_of(runs, 'p99_ms'):.1f} ms")
-    if name in ("fanout", "latency", "direct", "stack fan-out"):
-        parts = [f"at {runs[0]['rate']}/s"] if "rate" in runs[0] else []
+def _extra(scenario: str, runs: list[dict]) -> str:
+    parts = []
+    if scenario.startswith("cluster"):
+        key = ("broker_messages_per_publication" if scenario == "cluster fan-out"
+               else "broker_messages_per_message")
+        if runs[0].get("extra"):
+            parts.append(f"{median_of(runs, key):.2f} broker messages each")
+    if "p99_ms" in runs[0]:
+        if scenario == "latency":
+            parts.append(f"at {runs[0]['rate']:,.0f} publications/s")
         parts += [f"p50 {median_of(runs, 'p50_ms'):.1f} ms", f"p99 {median_of(runs, 'p99_ms'):.1f} ms",
-                 f"p99.9 {median_of(runs, 'p999_ms'):.1f} ms",
-                 f"server CPU {median_of(runs, 'server_cpu_per_100k'):.2f} s/100k"]
-        share = max(run["generator_cpu_share"] for run in runs)
-        if share > 0.9:
-            parts.append(f"**load generator saturated ({share:.0%} CPU)**")
-        return ", ".join(parts)
-    if name in ("idle", "stack idle"):
-        return f"{_fmt(median_of(runs, 'connections_per_s'))} connections/s set up"
-    if name == "recovery":
-        return f"recovered {runs[0]['recovered']} of {runs[0]['missed']}"
-    return ""
+                  f"p99.9 {median_of(runs, 'p999_ms'):.1f} ms"]
+    if "server_cpu_per_100k" in runs[0]:
+        parts.append(f"server {median_of(runs, 'server_cpu_per_100k'):.2f} CPU s/100k")
+    if "connections_per_s" in runs[0]:
+        parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
+    if scenario == "recovery":
+        parts.append(f"recovered {min(r['recovered'] for r in runs):,} of {runs[0]['missed']:,}"
+                     f"{', in order' if all(r['in_order'] for r in runs) else ', OUT OF ORDER'}")
+    return ", ".join(parts + _flags(runs))
+
+
+def table(scenario: str, points: dict) -> list[str]:
+    key, unit, higher = HEADLINE[scenario]
+    lines = [f"### {scenario}", "",
+             f"| point | server | {unit} ({'higher' if higher else 'lower'} is better) | "
+             "min-max | ÷ first row | details |", "|---|---|---|---|---|---|"]
+    for point, targets in points.items():
+        base = median_of(next(iter(targets.values())), key)
+        for target, runs in targets.items():
+            values = [run[key] for run in runs]
+            median = statistics.median(values)
+            ratio = f"{median / base:.2f}x" if base else ""
+            lines.append(f"| {point} | {target} | {fmt(median)} | {fmt(min(values))}-"
+                         f"{fmt(max(values))} | {ratio} | {_extra(scenario, runs)} |")
+    return lines + [""]
 
 
 def goals(results: dict) -> list[str]:
-    """The issue's goals, as ratios measured in this run."""
-    out = ["## Goals", ""]
-    scenarios = results["scenarios"]
-    fanout = scenarios.get("fanout", {})
+    """The issue's goals, as ratios measured in this run; an unmeasured goal says so."""
+    out = []
+    s = results["scenarios"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**NOT met**"
+
+    fanout = s.get("fanout", {})
     if fanout:
-        point = list(fanout)[-1]
+        point = max(fanout, key=lambda p: int(p.split("=")[1]))
         targets = fanout[point]
-        mine = median_of(targets["tidings"], "deliveries_per_s")
-        for peer, goal in (("python-socketio", 2.0), ("socketio-node", 1.0),
-                           ("bare-aiohttp", 0.6)):
-            if peer in targets:
-                ratio = mine / median_of(targets[peer], "deliveries_per_s")
-                out.append(f"- fan-out {point}: Tidings / {peer} = {ratio:.2f} (goal >= {goal}) "
-                           f"{'met' if ratio >= goal else 'NOT met'}")
-    idle = scenarios.get("idle", {})
-    for point, targets in idle.items():
-        if "socketio-node" in targets:
+        if "tidings" in targets:
+            mine = median_of(targets["tidings"], "deliveries_per_s")
+            for peer, goal, name in (("python-socketio", 2.0, "python-socketio"),
+                                     ("socketio-node", 1.0, "Socket.IO (Node)"),
+                                     ("bare-aiohttp", 0.6, "the bare aiohttp ceiling")):
+                if peer in targets:
+                    ratio = mine / median_of(targets[peer], "deliveries_per_s")
+                    out.append(f"- Fan-out {point}: Tidings = **{ratio:.2f}x** {name} "
+                               f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
+    for point, targets in s.get("idle", {}).items():
+        if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")
                      / median_of(targets["socketio-node"], "bytes_per_connection"))
-            out.append(f"- idle memory {point}: Tidings / Socket.IO = {ratio:.2f} (goal <= 1) "
-                       f"{'met' if ratio <= 1 else 'NOT met'}")
-    durable = scenarios.get("durable", {})
+            out.append(f"- Memory per idle connection {point}: Tidings = **{ratio:.2f}x** "
+                       f"Socket.IO's (goal ≤ 1x): {verdict(ratio <= 1)}")
+    durable = s.get("durable", {})
     for store in ("sqlite", "postgresql"):
         grouped = durable.get(f"{store}, group commit", {}).get("tidings")
         single = durable.get(f"{store}, one commit per message", {}).get("tidings")
         if grouped and single:
             ratio = median_of(grouped, "publishes_per_s") / median_of(single, "publishes_per_s")
-            out.append(f"- group commit on {store}: {ratio:.1f}x one commit per message "
-                       f"(goal >= 10) {'met' if ratio >= 10 else 'NOT met'}")
-    for point, targets in scenarios.get("latency", {}).items():
-        p99 = median_of(targets["tidings"], "p99_ms")
-        out.append(f"- p99 latency {point}: {p99:.1f} ms (goal < 50) "
-                   f"{'met' if p99 < 50 else 'NOT met'}")
-    return out + [""]
+            out.append(f"- Group commit on {store}, {grouped[0]['publishers']} publishers: "
+                       f"**{ratio:.1f}x** one commit per message (goal ≥ 10x): "
+                       f"{verdict(ratio >= 10)}")
+    for point, targets in s.get("latency", {}).items():
+        if "half" in point and "tidings" in targets:
+            p99 = median_of(targets["tidings"], "p99_ms")
+            out.append(f"- p99 latency, {point} ({targets['tidings'][0]['rate']:,.0f}/s): "
+                       f"**{p99:.1f} ms** (goal < 50 ms): {verdict(p99 < 50)}")
+    return out
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"# Benchmark, profile `{results['profile']}`, {results['started']}", "",
+             f"{m['cores']} cores, {m.get('memory_gib', '?')} GiB, {m['platform']}; "
+             f"took {results.get('seconds', 0):.0f} s. Every point is the median of "
+             f"{results['repeat']} measured rounds (after a warm-up round) with the min-max "
+             "spread; all servers measured in this same run. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()) + ".", ""]
+    found = goals(results)
+    if found:
+        lines += ["## Goals", ""] + found + [""]
+    if results.get("errors") or results.get("skipped"):
+        lines += ["## Not measured", ""]
+        lines += [f"- error: {e}" for e in results.get("errors", [])]
+        lines += [f"- skipped: {e}" for e in results.get("skipped", [])]
+        lines.append("")
+    lines += ["## Figures", ""]
+    for scenario, points in results["scenarios"].items():
+        lines += table(scenario, points)
+    return "\n".join(lines) + "\n"
 
 
 def problems(results: dict) -> list[str]:
-    """Anything that says the run itself went wrong (lost deliveries, failed recovery)."""
-    found = []
-    for name in ("fanout", "latency", "direct"):
-        for point, targets in results["scenarios"].get(name, {}).items():
-            for run in targets.get("tidings", []):
-                got = run.get("deliveries", run.get("messages"))
-                if got != run["expected"]:
-                    found.append(f"{name} {point}: Tidings delivered {got} of {run['expected']}")
-    for point, targets in results["scenarios"].get("recovery", {}).items():
-        for run in targets["tidings"]:
-            if run["recovered"] != run["missed"]:
-                found.append(f"recovery {point}: {run['recovered']} of {run['missed']}")
-    return found
-
-
-def plots(results: dict, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [n for n in ("fanout", "direct", "idle", "durable") if n in results["scenarios"]]
-    if not shown:
-        return
-    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
-    for ax, name in zip(axes[0], shown):
-        key, unit, _ = HEADLINE[name]
-        labels, medians, errors = [], [], []
-        for point, targets in results["scenarios"][name].items():
+    """What says the run itself went wrong for Tidings: errors, lost messages, failed
+    recovery. `python -m bench` exits non-zero when there is any."""
+    found = [f"error: {e}" for e in results.get("errors", []) if "tidings" in e
+             or not any(p in e for p in ("socketio", "bare"))]
+    for scenario, points in results["scenarios"].items():
+        for point, targets in points.items():
             for target, runs in targets.items():
-                values = [run[key] for run in runs]
-                median = statistics.median(values)
-                labels.append(f"{target}\n{point}")
-                medians.append(median)
-                errors.append([[median - min(values)], [max(values) - median]])
-        colors = ["tab:blue" if "tidings" in label else "tab:gray" for label in labels]
-        ax.barh(range(len(labels)), medians, color=colors,
-                xerr=[[e[0][0] for e in errors], [e[1][0] for e in errors]])
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_title(f"{name}: {unit}")
-        ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
-    plt.close(fig)
-
-
-def drop_schema(url: str, schema: str) -> None:
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
+                if not target.startswith("tidings"):
+                    continue
+                for run in runs:
+                    got = run.get("deliveries", run.get("messages", run.get("acknowledged")))
+                    if "expected" in run and got != run["expected"]:
+                        found.append(f"{scenario} {point}: Tidings got {got} of {run['expected']}")
+                    if run.get("dropped_connections"):
+                        found.append(f"{scenario} {point}: Tidings dropped "
+                                     f"{run['dropped_connections']} connections")
+                    if scenario == "recovery" and (run["recovered"] != run["missed"]
+                                                   or not run["in_order"]):
+                        found.append(f"recovery {point}: {run['recovered']} of {run['missed']} "
+                                     f"(in order: {run['in_order']}; error: {run['error']})")
+    return found

@@ -1,165 +1,201 @@
-"""One repetition of each scenario against one server; every loop is bounded in count and time."""
+"""The scenarios: each one sets up clients on a server (or cluster) and measures rounds.
+
+Every loop is bounded: a round ends when every expected message arrived or at its
+deadline, whichever comes first, and each client sends a fixed count. A round that missed
+messages is reported as such (`deliveries` < `expected`), never padded.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
+from collections.abc import Callable
 
 import aiohttp
 
-from bench.loadgen import Generator, Job
-from bench.servers import PROTOCOL, Server
+from bench.loadgen import Generator, Round, Setup
+from bench.procstat import MachineMeter
 
-SUB_WORKERS = 2
+SUB_AGENTS = 2  # subscriber processes per server: the generator spreads over both cores
+PUBLISHERS = 10
 
 
-def _split(items: list, parts: int) -> list[list]:
+def split(items: list, parts: int) -> list[list]:
     return [items[i::parts] for i in range(parts) if items[i::parts]]
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float:
     if not values:
-        return None
+        return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _latency(results: list[dict]) -> dict:
+def latency(results: list[dict]) -> dict:
     values = [v for r in results for v in r["latencies"]]
-    return {f"p{label}_ms": (_percentile(values, q) or 0) * 1000
+    return {f"p{label}_ms": percentile(values, q) * 1000
             for label, q in (("50", 0.5), ("99", 0.99), ("999", 0.999))}
 
 
-def _generator_saturation(results: list[dict]) -> float:
-    """Highest CPU share any worker used during the run: near 1.0 means it was the limit."""
-    return max(r["cpu_seconds"] / max(r["wall_seconds"], 1e-6) for r in results)
+class Rounds:
+    """Agents connected once; `run` measures one round on them.
+
+    `cpu` reads the server's CPU seconds (summed over a cluster's nodes); `extra` reads any
+    other counter whose growth during the round is reported (a cluster's broker messages).
+    """
+
+    def __init__(self, setups: list[Setup], cpu: Callable[[], float],
+                 extra: Callable[[], float] | None = None):
+        self.setups, self.cpu, self.extra = setups, cpu, extra
+        self.number = 0
+
+    def __enter__(self) -> "Rounds":
+        self.gen = Generator(self.setups).__enter__()
+        try:
+            self.connected = self.gen.ready()
+        except BaseException:
+            self.gen.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.gen.__exit__()
+
+    def run(self, make: Callable[[int, Setup], Round]) -> tuple[list[dict], dict]:
+        """One round; `make(number, setup)` gives each agent its part."""
+        self.number += 1
+        rounds = [make(self.number, setup) for setup in self.setups]
+        self.gen.arm(rounds)
+        machine = MachineMeter()
+        cpu0, extra0 = self.cpu(), self.extra() if self.extra else 0.0
+        machine.start()
+        start = time.time()
+        self.gen.go()
+        results = self.gen.results(max(r.deadline for r in rounds))
+        wall = time.time() - start
+        server_cpu = self.cpu() - cpu0
+        last = max((r["last"] for r in results if r["last"]), default=start)
+        shares = [r["cpu_seconds"] / max(r["wall_seconds"], 1e-6) for r in results]
+        common = {
+            "seconds": max(last - start, 1e-6),
+            "server_cpu_seconds": server_cpu,
+            "server_cores": server_cpu / max(wall, 1e-6),
+            "generator_max_share": max(shares),  # one agent near 1.0: it was the limit
+            "generator_cores": sum(r["cpu_seconds"] for r in results) / max(wall, 1e-6),
+            "machine_busy": machine.stop(),  # near 1.0: both cores were full
+            "extra": (self.extra() - extra0) if self.extra else 0.0,
+            "dropped_connections": sum(r["dropped"] for r in results),
+        }
+        return results, common
 
 
-def _room(proto: str, sub_urls: list[str], pub_url: str, subscribers: int,
-          publications: int, rate: float, meter) -> tuple[dict, float]:
-    """One room: subscribers spread over `sub_urls` (a generator process each), ten
-    publishers on `pub_url`. Returns the figures and how much `meter()` grew meanwhile."""
+def room_setups(proto: str, sub_urls: list[str], pub_url: str, subscribers: int,
+                room: str = "room:bench") -> list[Setup]:
+    """Subscribers spread over one agent per URL, then one agent with the publishers."""
     users = [f"s{i}" for i in range(subscribers)]
-    subs = Generator([Job(proto, url, "sub", part, expect=publications, deadline=60)
-                      for url, part in zip(sub_urls, _split(users, len(sub_urls)))])
-    pubs = None
-    try:
-        subs.ready()
-        pubs = Generator([Job(proto, pub_url, "pub", [f"p{i}" for i in range(10)],
-                              count=publications, rate=rate)])
-        pubs.ready()
-        before, start = meter(), time.time()
-        subs.go()
-        pubs.go()
-        sub_results, pub_results = subs.results(), pubs.results()
-        grew = meter() - before
-    finally:
-        subs.close()
-        if pubs:
-            pubs.close()
-    received = sum(r["received"] for r in sub_results)
-    last = max((r["last"] for r in sub_results if r["last"]), default=start)
+    subs = [Setup(proto, url, part, room=room)
+            for url, part in zip(sub_urls, split(users, len(sub_urls)))]
+    return subs + [Setup(proto, pub_url, [f"p{i}" for i in range(PUBLISHERS)], publisher=True)]
+
+
+def room_round(rounds: Rounds, publications: int, rate: float, deadline: float) -> dict:
+    """Publishers send `publications` in all (at `rate`/s, 0 = flat out); every subscriber
+    should get each one."""
+    per_publisher = max(1, publications // PUBLISHERS)
+    total = per_publisher * PUBLISHERS
+
+    def make(number: int, setup: Setup) -> Round:
+        if setup.publisher:
+            return Round(number, count=per_publisher, rate=rate, deadline=deadline)
+        return Round(number, expect=total, deadline=deadline)
+
+    results, common = rounds.run(make)
+    subs = [r for setup, r in zip(rounds.setups, results) if not setup.publisher]
+    pub = results[-1]
+    received = sum(r["received"] for r in subs)
     return {
-        "subscribers": subscribers, "publications": pub_results[0]["sent"],
-        "deliveries": received, "expected": subscribers * publications,
-        "deliveries_per_s": received / max(last - start, 1e-6),
-        "generator_cpu_share": _generator_saturation(sub_results + pub_results),
-        **_latency(sub_results),
-    }, grew
+        "subscribers": sum(len(s.users) for s in rounds.setups if not s.publisher),
+        "rate": rate, "publications": pub["sent"], "failed_publishes": pub["failed_sends"],
+        "deliveries": received, "expected": sum(r["expected"] for r in subs),
+        "deliveries_per_s": received / common["seconds"],
+        "publications_per_s": pub["sent"] / max(pub["send_seconds"], 1e-6),
+        "server_cpu_per_100k": common["server_cpu_seconds"] / max(received, 1) * 100_000,
+        **latency(subs), **common,
+    }
 
 
-def _pairs(proto: str, urls: list[str], pairs: int, per_user: int, meter) -> tuple[dict, float]:
-    """`pairs` pairs of users writing to each other, `per_user` messages each; a pair's two
-    users land on different `urls` when there are several."""
+def pair_setups(proto: str, urls: list[str], pairs: int) -> tuple[list[Setup], dict]:
+    """2 x `pairs` users over one agent per URL; partners always sit on different agents."""
     users = [f"d{i}" for i in range(pairs * 2)]
     partner = {u: users[i ^ 1] for i, u in enumerate(users)}
-    gen = Generator([Job(proto, url, "dm", part, expect=per_user, count=per_user * len(part),
-                         partners=[partner[u] for u in part], deadline=60)
-                     for url, part in zip(urls, _split(users, len(urls)))])
-    try:
-        gen.ready()
-        before, start = meter(), time.time()
-        gen.go()
-        results = gen.results()
-        grew = meter() - before
-    finally:
-        gen.close()
+    return [Setup(proto, url, part) for url, part in zip(urls, split(users, len(urls)))], partner
+
+
+def pair_round(rounds: Rounds, partner: dict, per_user: int, deadline: float) -> dict:
+    """Every user sends `per_user` direct messages to its partner, as fast as acks allow."""
+
+    def make(number: int, setup: Setup) -> Round:
+        return Round(number, expect=per_user, count=per_user, deadline=deadline,
+                     partners=[partner[u] for u in setup.users])
+
+    results, common = rounds.run(make)
     received = sum(r["received"] for r in results)
-    last = max((r["last"] for r in results if r["last"]), default=start)
     return {
-        "pairs": pairs, "messages": received, "expected": pairs * 2 * per_user,
-        "messages_per_s": received / max(last - start, 1e-6),
-        "generator_cpu_share": _generator_saturation(results), **_latency(results),
-    }, grew
+        "pairs": len(partner) // 2, "messages": received,
+        "expected": sum(r["expected"] for r in results),
+        "failed_sends": sum(r["failed_sends"] for r in results),
+        "messages_per_s": received / common["seconds"],
+        "server_cpu_per_100k": common["server_cpu_seconds"] / max(received, 1) * 100_000,
+        **latency(results), **common,
+    }
 
 
-def fanout(server: Server, subscribers: int, publications: int, rate: float) -> dict:
-    """One room with `subscribers` on one server; `publications` at `rate`/s (0: flat out)."""
-    figures, cpu = _room(PROTOCOL[server.target], [server.url] * SUB_WORKERS, server.url,
-                         subscribers, publications, rate, server.cpu_seconds)
-    return {**figures,
-            "server_cpu_per_100k": cpu / max(figures["deliveries"], 1) * 100_000}
-
-
-def direct(server: Server, pairs: int, per_user: int) -> dict:
-    figures, cpu = _pairs(PROTOCOL[server.target], [server.url] * SUB_WORKERS, pairs,
-                          per_user, server.cpu_seconds)
-    return {**figures, "server_cpu_per_100k": cpu / max(figures["messages"], 1) * 100_000}
-
-
-def idle(server: Server, connections: int) -> dict:
-    """Memory per idle, connected client and how fast connections are set up."""
-    proto = PROTOCOL[server.target]
+def idle(server, connections: int) -> dict:
+    """Connect `connections` clients (authenticated where the protocol has it) and hold
+    them: server RSS growth per connection, and connections set up per second."""
     time.sleep(0.5)
     rss0 = server.rss_bytes()
     users = [f"i{i}" for i in range(connections)]
-    gen = Generator([Job(proto, server.url, "idle", part) for part in _split(users, SUB_WORKERS)])
-    try:
-        connect_seconds = max(gen.ready(timeout=300))
-        time.sleep(1.0)
+    setups = [Setup(server.proto, server.url, part) for part in split(users, SUB_AGENTS)]
+    with Generator(setups) as gen:
+        ready = gen.ready()
+        time.sleep(1.0)  # let the server settle (allocations after the last handshake)
         rss1 = server.rss_bytes()
-        gen.go()
-        gen.release()
-        gen.results()
-    finally:
-        gen.close()
-    return {"connections": connections, "bytes_per_connection": (rss1 - rss0) / connections,
-            "connections_per_s": connections / max(connect_seconds, 1e-6)}
+    held = sum(r["clients"] for r in ready)
+    return {"connections": held, "bytes_per_connection": (rss1 - rss0) / max(held, 1),
+            "connections_per_s": held / max(max(r["connect_seconds"] for r in ready), 1e-6),
+            "generator_max_share": max(r["connect_cpu_seconds"] / max(r["connect_seconds"], 1e-6)
+                                       for r in ready)}
 
 
-def durable(server: Server, publishers: int, per_publisher: int) -> dict:
-    """Acknowledged publishes/s to a stored channel from `publishers` concurrent clients."""
-    names = [f"w{i}" for i in range(publishers)]
-    gen = Generator([Job("tidings", server.url, "pub", part, room="user:sink",
-                         count=len(part) * per_publisher)
-                     for part in _split(names, SUB_WORKERS)])
-    try:
-        gen.ready()
-        gen.go()
-        results = gen.results()
-    finally:
-        gen.close()
+def durable_round(rounds: Rounds, per_publisher: int, deadline: float) -> dict:
+    """Every publisher publishes `per_publisher` times to a stored room, one at a time,
+    each waiting for its acknowledgement (given once the publication is durable)."""
+
+    def make(number: int, setup: Setup) -> Round:
+        return Round(number, count=per_publisher, room="room:durable", deadline=deadline)
+
+    results, common = rounds.run(make)
     sent = sum(r["sent"] for r in results)
-    seconds = max(r["send_seconds"] for r in results)
-    return {"publishers": publishers, "acknowledged": sent,
-            "publishes_per_s": sent / max(seconds, 1e-6),
-            "generator_cpu_share": _generator_saturation(results)}
+    return {"publishers": sum(len(s.users) for s in rounds.setups), "acknowledged": sent,
+            "expected": per_publisher * sum(len(s.users) for s in rounds.setups),
+            "publishes_per_s": sent / max(max(r["send_seconds"] for r in results), 1e-6),
+            **common}
 
 
-def recovery(server: Server, missed: int) -> dict:
-    """A client that missed `missed` publications reconnects: seconds until it has them all."""
-    return asyncio.run(_recovery(server, missed))
+def recovery(server, missed: int, number: int) -> dict:
+    """A client that missed `missed` publications reconnects and resubscribes with its
+    offset: seconds from opening the new socket to the reply carrying all of them."""
+    return asyncio.run(_recovery(server, missed, f"room:recover{missed}x{number}"))
 
 
-async def _recovery(server: Server, missed: int) -> dict:
-    room = f"room:recover{missed}"
+async def _recovery(server, missed: int, room: str) -> dict:
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{server.url}/ws", max_msg_size=0) as ws:
             await ws.send_json({"id": 1, "connect": {"user": "r"}})
             await ws.receive()
             await ws.send_json({"id": 2, "subscribe": {"channel": room}})
-            position = (await ws.receive_json())["subscribe"]
+            position = (await ws.receive_json(timeout=30))["subscribe"]
         sem = asyncio.Semaphore(50)
 
         async def publish(n: int) -> None:
@@ -167,34 +203,19 @@ async def _recovery(server: Server, missed: int) -> dict:
                                       json={"channel": room, "data": {"n": n}}) as resp:
                 await resp.read()
 
-        await asyncio.gather(*(publish(n) for n in range(missed)))
+        await asyncio.wait_for(asyncio.gather(*(publish(n) for n in range(missed))), 120)
         started = time.perf_counter()
         async with http.ws_connect(f"{server.url}/ws", max_msg_size=0) as ws:
             await ws.send_json({"id": 1, "connect": {"user": "r"}})
-            await ws.receive()
-            await ws.send_json({"id": 2, "subscribe": {"channel": room, **position}})
-            reply = (await ws.receive_json())["subscribe"]
+            await ws.receive(timeout=30)
+            await ws.send_json({"id": 2, "subscribe": {
+                "channel": room, "offset": position["offset"], "epoch": position["epoch"]}})
+            reply = await ws.receive_json(timeout=60)
         seconds = time.perf_counter() - started
-    got = len(reply.get("publications", []))
-    return {"missed": missed, "recovered": got, "seconds": seconds}
-
-
-def summarize(runs: list[dict], key: str) -> dict:
-    values = [run[key] for run in runs]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": values}
-
-
-def cluster_fanout(cluster, subscribers: int, publications: int) -> dict:
-    """One room whose members are spread over every node; publishers on the first node."""
-    figures, broker = _room("tidings", [n.url for n in cluster.nodes], cluster.nodes[0].url,
-                            subscribers, publications, 0, cluster.broker_received)
-    return {**figures,
-            "broker_messages_per_publication": broker / max(figures["publications"], 1)}
-
-
-def cluster_direct(cluster, pairs: int, per_user: int) -> dict:
-    """Pairs whose two users sit on different nodes; broker messages each message cost."""
-    figures, broker = _pairs("tidings", [n.url for n in cluster.nodes], pairs, per_user,
-                             cluster.broker_received)
-    return {**figures, "broker_messages_per_message": broker / max(figures["messages"], 1)}
+    body = reply.get("subscribe", {})
+    publications = body.get("publications", [])
+    first = position["offset"] + 1
+    in_order = [p.get("offset") for p in publications] == list(range(first, first + missed))
+    return {"missed": missed, "recovered": len(publications), "in_order": in_order,
+            "recovered_flag": body.get("recovered"), "seconds": seconds,
+            "error": reply.get("error")}

@@ -1,23 +1,40 @@
-"""Start and stop each server under test on loopback, and read its CPU time and memory."""
+"""Start and stop each server under test on 127.0.0.1, and read its CPU time and memory.
+
+Every server gets a fresh port and a fresh temporary directory (Tidings' SQLite file lives
+there), runs with the open-files limit raised to the hard limit, and is terminated, then
+killed if it lingers, when the `with` block ends.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT / "bench" / "peers"
-TICK = os.sysconf("SC_CLK_TCK")
+from bench import bootstrap, procstat
+
+PEERS = bootstrap.PEERS
 
 PROTOCOL = {"tidings": "tidings", "socketio-node": "socketio", "python-socketio": "socketio",
-            "bare-aiohttp": "bare", "bare-picows": "bare", "bare-websockets": "bare"}
+            "bare-aiohttp": "bare", "bare-aiohttp-naive": "bare", "bare-picows": "bare",
+            "bare-picows-naive": "bare", "bare-websockets": "bare",
+            "bare-websockets-naive": "bare"}
 SCRIPTS = {"python-socketio": "pysio_server.py", "bare-aiohttp": "bare_server.py",
            "bare-picows": "bare_picows.py", "bare-websockets": "bare_websockets.py"}
+
+# Tidings as the benchmark runs it: the room namespace without join/leave events and
+# presence (no peer has them) and open to any publisher; rooms stay stored (durable).
+TIDINGS_ENV = {"TIDINGS_NAMESPACES__ROOM__JOIN_LEAVE": "false",
+               "TIDINGS_NAMESPACES__ROOM__PRESENCE": "false",
+               "TIDINGS_NAMESPACES__ROOM__PUBLISH": "anyone"}
 
 
 def free_port() -> int:
@@ -26,60 +43,89 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def install_peers() -> None:
-    """npm packages for the Node peer (once); the Python peers come with the `bench` extra."""
-    if not (PEERS / "node_modules" / "socket.io").is_dir():
-        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=PEERS,
-                       check=True)
+def raise_nofile() -> None:
+    """Open-files limit up to the hard limit: 50,000 connections need as many descriptors."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Server:
-    def __init__(self, target: str, env: dict[str, str] | None = None):
+    def __init__(self, target: str, env: dict[str, str] | None = None,
+                 pyspy: Path | None = None):
         self.target = target
+        self.proto = PROTOCOL[target]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = tempfile.mkdtemp(prefix="tidings-bench-")
         self.extra_env = env or {}
+        self.pyspy = pyspy
         self.proc: subprocess.Popen | None = None
+        self.spy: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         if self.target == "tidings":
-            return [sys.executable, "-m", "tidings", "serve", "--log-level", "warning"]
+            return [*bootstrap.tidings_command(), "serve", "--log-level", "warning"]
         if self.target == "socketio-node":
             return ["node", str(PEERS / "socketio_server.js")]
-        return [sys.executable, str(PEERS / SCRIPTS[self.target])]
+        return [sys.executable, str(PEERS / SCRIPTS[self.target.removesuffix("-naive")])]
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "PORT": str(self.port)}
+        if self.target == "tidings":
+            env.update(TIDINGS_ENV, TIDINGS_HOST="127.0.0.1", TIDINGS_PORT=str(self.port),
+                       TIDINGS_STORE=f"sqlite:///{self.dir}/bench.db",
+                       TIDINGS_BROKER="memory://")
+            env.pop("PYTHONPATH", None)  # Tidings runs from its own venv, as installed
+        if self.target.endswith("-naive"):
+            env["BARE_MODE"] = "naive"
+        env.update(self.extra_env)
+        return env
 
     def start(self) -> "Server":
-        env = {**os.environ, "PORT": str(self.port), "TIDINGS_PORT": str(self.port),
-               "TIDINGS_STORE": f"sqlite:///{self.dir}/bench.db",
-               "TIDINGS_NAMESPACES__ROOM__JOIN_LEAVE": "false",
-               "TIDINGS_NAMESPACES__ROOM__PRESENCE": "false",
-               "TIDINGS_NAMESPACES__ROOM__PUBLISH": "anyone",
-               "PYTHONPATH": str(ROOT), **self.extra_env}
         self.log = Path(self.dir) / "server.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.command(), env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_raise_nofile)
+            self.proc = subprocess.Popen(self.command(), env=self.env(), stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
+                break
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.target} exited at start")
+                    raise RuntimeError(f"{self.target} exited at start:\n{self.log_tail()}")
                 time.sleep(0.05)
-        raise RuntimeError(f"{self.target} did not start")
+        else:
+            self.stop()
+            raise RuntimeError(f"{self.target} did not start within 30 s:\n{self.log_tail()}")
+        if self.pyspy:
+            self.spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(self.proc.pid), "--format", "raw", "--rate", "250", "--nonblocking", "--output",
+                 str(self.pyspy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return procstat.cpu_seconds(self.proc.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return procstat.rss_bytes(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def metric(self, name: str) -> float:
+        """A counter from Tidings' /metrics, summed over its label sets."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -89,6 +135,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.spy:
+            try:
+                self.spy.wait(20)
+            except subprocess.TimeoutExpired:
+                self.spy.kill()
+                self.spy.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "Server":
         return self.start()
@@ -97,24 +150,27 @@ class Server:
         self.stop()
 
 
-def _raise_nofile() -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 class Cluster:
-    """Three Tidings nodes on one broker and one PostgreSQL schema (dropped afterwards)."""
+    """Three nodes of one server kind sharing a broker (Tidings) or a Redis adapter (peers)."""
 
-    def __init__(self, broker: str, store: str, size: int = 3):
-        self.nodes = [Server("tidings", {"TIDINGS_BROKER": broker, "TIDINGS_STORE": store,
-                                         "TIDINGS_NODE_NAME": f"bench-n{i + 1}"})
-                      for i in range(size)]
+    def __init__(self, target: str, broker: str, store: str | None = None, size: int = 3):
+        if target == "tidings":
+            envs = [{"TIDINGS_BROKER": broker, "TIDINGS_STORE": store or "",
+                     "TIDINGS_NODE_NAME": f"bench-n{i + 1}"} for i in range(size)]
+        else:  # the Socket.IO peers: Redis adapter / AsyncRedisManager on `broker`
+            envs = [{"REDIS_URL": broker, "REDIS_KEY": f"bench{os.getpid()}"}
+                    for _ in range(size)]
+        self.target = target
+        self.proto = PROTOCOL[target]
+        self.nodes = [Server(target, env) for env in envs]
 
     def __enter__(self) -> "Cluster":
-        for node in self.nodes:
-            node.start()
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -122,17 +178,10 @@ class Cluster:
             node.stop()
 
     def broker_received(self) -> float:
-        """Messages all nodes took from the broker so far (their /metrics)."""
-        import re
-        import urllib.request
-
-        total = 0.0
-        for node in self.nodes:
-            with urllib.request.urlopen(f"{node.url}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-            match = re.search(r"^tidings_broker_received_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-            total += float(match.group(1)) if match else 0.0
-        return total
+        """Messages all nodes took from the broker so far (Tidings' /metrics); 0 for peers."""
+        if self.target != "tidings":
+            return 0.0
+        return sum(node.metric("tidings_broker_received_total") for node in self.nodes)
 
     def cpu_seconds(self) -> float:
         return sum(node.cpu_seconds() for node in self.nodes)

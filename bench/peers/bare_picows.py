@@ -1,36 +1,49 @@
-"""Bare broadcast on picows (stack-choice comparison): relay each text frame to every other client."""
+"""The bare relay on picows (stack-choice comparison only: picows serves no plain HTTP)."""
 
 import asyncio
 import os
 
 import uvloop
-from picows import WSListener, WSMsgType, ws_create_server
+from picows import WSListener, WSMsgType, WSUpgradeRequest, ws_create_server
 
-clients: set = set()
+from _relay import MODE, OK, Coalescer
+
+subscribers: dict = {}  # WSTransport -> raw transport write
+coalescer = Coalescer(lambda: list(subscribers.values()))
 
 
 class Relay(WSListener):
+    def __init__(self, publisher: bool):
+        self.publisher = publisher
+
     def on_ws_connected(self, transport) -> None:
-        self.transport = transport
-        clients.add(transport)
+        if not self.publisher:
+            subscribers[transport] = transport.underlying_transport.write
 
     def on_ws_disconnected(self, transport) -> None:
-        clients.discard(transport)
+        subscribers.pop(transport, None)
 
     def on_ws_frame(self, transport, frame) -> None:
         if frame.msg_type == WSMsgType.TEXT:
             payload = frame.get_payload_as_bytes()
-            for other in list(clients):
-                if other is not transport:
+            if MODE == "naive":
+                for other in list(subscribers):
                     other.send(WSMsgType.TEXT, payload)
-            transport.send(WSMsgType.TEXT, b"ok")
+            else:
+                coalescer.relay(payload)
+            transport.underlying_transport.write(OK)
         elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
             transport.disconnect()
+
+
+def listener(request: WSUpgradeRequest) -> Relay:
+    return Relay(publisher=request.path.startswith(b"/pub"))
 
 
 async def main() -> None:
     port = int(os.environ.get("PORT", "9004"))
-    server = await ws_create_server(lambda request: Relay(), "127.0.0.1", port)
+    server = await ws_create_server(listener, "127.0.0.1", port)
     print(f"ready {port}", flush=True)
     await server.serve_forever()
 

@@ -1,8 +1,9 @@
-"""The ceiling: a bare broadcast server on aiohttp + uvloop, Tidings' own stack.
+"""The ceiling: a bare broadcast relay on aiohttp + uvloop, the stack Tidings runs on.
 
-No protocol, no storage, no auth: a text frame from any client is written, pre-encoded once,
-to every other client, straight to the transports (as Tidings' hub does). Whatever Tidings
-adds on top (routing, ordering, storage) shows as the distance from this.
+No protocol, no storage, no auth, one room: a text frame from a publisher (`/pub`) goes to
+every subscriber (`/`), and the publisher gets "ok" back, as the other servers acknowledge a
+publish. Whatever Tidings adds on top (parsing, routing, ordering, durable storage) shows as
+its distance from this. See _relay.py for the two write modes.
 """
 
 import os
@@ -10,34 +11,38 @@ import os
 import uvloop
 from aiohttp import WSMsgType, web
 
-from tidings.protocol import wsframe
+from _relay import MODE, OK, Coalescer, frame
 
-clients: dict = {}
-OK = wsframe.text(b"ok")
+subscribers: dict = {}  # WebSocketResponse -> transport.write
+coalescer = Coalescer(lambda: list(subscribers.values()))
 
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20)
     await ws.prepare(request)
-    transport = request.transport
-    clients[ws] = transport.write
+    write = request.transport.write
+    if request.path == "/":
+        subscribers[ws] = write
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                frame = wsframe.text(msg.data.encode())
-                for other, write in list(clients.items()):
-                    if other is not ws:
-                        write(frame)
-                transport.write(OK)  # the publisher's acknowledgement, as the others give
+            if msg.type != WSMsgType.TEXT:
+                continue
+            if MODE == "naive":
+                data = frame(msg.data.encode())
+                for other in list(subscribers.values()):
+                    other(data)
+            else:
+                coalescer.relay(msg.data.encode())
+            write(OK)
     finally:
-        clients.pop(ws, None)
+        subscribers.pop(ws, None)
     return ws
 
 
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "9003"))
     app = web.Application()
-    app.add_routes([web.get("/", handle)])
+    app.add_routes([web.get("/", handle), web.get("/pub", handle)])
     print(f"ready {port}", flush=True)
     web.run_app(app, host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop(),
                 access_log=None)

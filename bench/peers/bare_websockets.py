@@ -1,4 +1,5 @@
-"""Bare broadcast on `websockets` (stack-choice comparison), with its own broadcast()."""
+"""The bare relay on `websockets` (stack-choice comparison only); naive mode uses its own
+broadcast(), which encodes a message once and writes it to each connection."""
 
 import asyncio
 import os
@@ -6,17 +7,24 @@ import os
 import uvloop
 from websockets.asyncio.server import broadcast, serve
 
-clients: set = set()
+from _relay import MODE, OK, Coalescer
+
+subscribers: dict = {}  # ServerConnection -> raw transport write
+coalescer = Coalescer(lambda: list(subscribers.values()))
 
 
 async def handle(ws) -> None:
-    clients.add(ws)
+    if ws.request.path == "/":
+        subscribers[ws] = ws.transport.write
     try:
         async for message in ws:
-            broadcast([c for c in clients if c is not ws], message)
-            await ws.send("ok")
+            if MODE == "naive":
+                broadcast(list(subscribers), message)
+            else:
+                coalescer.relay(message.encode() if isinstance(message, str) else message)
+            ws.transport.write(OK)
     finally:
-        clients.discard(ws)
+        subscribers.pop(ws, None)
 
 
 async def main() -> None:
