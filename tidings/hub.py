@@ -8,8 +8,10 @@ waits in `pending`; a duplicate (our own publication echoed by the broker) is dr
 that does not close by itself within `gap_wait` is read back from the store. So each local
 session sees every publication once, in order, whichever node published it.
 
-Each publication is encoded once per codec (the native protocol's codec is shared by every
-native session), and the same frame bytes are written to every recipient.
+Each publication is encoded once per codec and the same frame bytes are written to every
+recipient of that codec. A codec belongs to a subscription, not to a connection: every native
+session shares one, while a STOMP subscription's frames carry the subscription id its client
+chose, so STOMP subscriptions with the same id share a codec and the rest get one each.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Codec(Protocol):
 
 class Subscriber(Protocol):
     codec: Codec
+    """The codec for subscriptions that do not name one of their own."""
 
     def write(self, frame: bytes) -> None:
         """Queue bytes for the socket; must not touch the hub (it may be mid-delivery)."""
@@ -54,6 +57,7 @@ class ChannelState:
     next: int = 1  # the offset the hub delivers next (stored channels)
     epoch: str = ""
     groups: dict[Codec, dict[Subscriber, None]] = field(default_factory=dict)
+    codecs: dict[Subscriber, Codec] = field(default_factory=dict)  # every subscriber's codec
     catching_up: dict[Subscriber, list[Publication]] = field(default_factory=dict)
     skipping: dict[Subscriber, int] = field(default_factory=dict)  # sub -> offset seen through
     pending: dict[int, Publication] = field(default_factory=dict)
@@ -89,8 +93,11 @@ class Hub:
         *,
         since: tuple[int, str] | None = None,
         recovery_max: int = 0,
+        codec: Codec | None = None,
     ) -> tuple[list[Publication], StreamPosition]:
         """Add `sub` to `channel`; with `since` (offset, epoch), also what it missed.
+
+        Frames of this subscription are made by `codec` (default: `sub.codec`).
 
         Returns the publications to hand the client with the reply and the position the
         client is at once it has them. The caller must write its reply before it next
@@ -98,6 +105,7 @@ class Hub:
         Raises RecoveryImpossible (and leaves `sub` out) when `since` cannot be recovered.
         """
         state = await self._state(channel)
+        state.codecs[sub] = codec or sub.codec
         if not state.stored:
             self._add_live(state, sub)
             return [], StreamPosition(0, "")
@@ -110,6 +118,9 @@ class Hub:
             recovered, _ = await self.store.recover(
                 channel.name, since[0], since[1], max_publications=recovery_max
             )
+        except BaseException:
+            state.codecs.pop(sub, None)
+            raise
         finally:
             state.catching_up.pop(sub, None)
         stored_upto = recovered[-1].offset if recovered else since[0]
@@ -129,11 +140,12 @@ class Hub:
         state = self.channels.get(channel)
         if state is None:
             return
-        members = state.groups.get(sub.codec)
+        codec = state.codecs.pop(sub, None)
+        members = state.groups.get(codec)
         if members is not None:
             members.pop(sub, None)
             if not members:
-                del state.groups[sub.codec]
+                del state.groups[codec]
         state.catching_up.pop(sub, None)
         state.skipping.pop(sub, None)
         if state.empty() and state.ready.done():
@@ -145,7 +157,7 @@ class Hub:
         return sum(1 for _ in state.subscribers()) if state else 0
 
     def _add_live(self, state: ChannelState, sub: Subscriber) -> None:
-        state.groups.setdefault(sub.codec, {})[sub] = None
+        state.groups.setdefault(state.codecs[sub], {})[sub] = None
 
     async def _state(self, channel: Channel) -> ChannelState:
         while (state := self.channels.get(channel.name)) is not None:
@@ -235,7 +247,7 @@ class Hub:
             for sub, seen in tuple(state.skipping.items()):
                 if pub.offset > seen:
                     del state.skipping[sub]
-                    sub.write(sub.codec.pub_frame(pub))
+                    sub.write(state.codecs[sub].pub_frame(pub))
                     self._add_live(state, sub)
                     delivered += 1
         self.deliveries += delivered

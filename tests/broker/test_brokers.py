@@ -1,151 +1,378 @@
-"""The broker contract, run against the in-process broker and real Redis, RabbitMQ and NATS."""
+"""The broker contract, run against the in-process broker and real Redis, RabbitMQ and NATS.
+
+Each broker instance stands for one node. The in-process broker reaches no other node by
+design: tests that need a second node skip it, and the others let its one node play every
+part.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
+import time
 
 import pytest
 
-from tests.cluster.conftest import broker_url, clean_broker
-from tidings.broker import open_broker
-from tidings.broker.base import Broker
+from tests.broker.conftest import (
+    TTL,
+    Namespace,
+    close_rabbitmq_connection,
+    kill_redis_subscriber,
+)
+from tidings.broker import open_broker, reconnect
+from tidings.broker.base import Broker, BrokerError
+from tidings.broker.reconnect import Reconnector
 from tidings.model import ClientInfo, NodeInfo
 
-KINDS = ["redis", "amqp", "nats"]
-TTL = 1.5
+QUIET = 0.3  # how long "nothing else arrives" is watched for
+
+SUBSCRIBED = [
+    "user:alice@example.com",
+    "room:a.b",
+    "room:%",
+    "room:50%25",
+    "voice:x",
+    "broadcast",
+    "room:a\\b",
+    "room:!$&'()+,;=?[]^_`{|}~\"<",
+    "room:" + "a." * 120 + "z",  # too long for an AMQP routing key once dots are encoded
+]
+LOOKALIKES = [
+    "user:alice@example%2Ecom",
+    "user:alice@example%252Ecom",
+    "user:alice@example",
+    "room:a%2Eb",
+    "room:a",
+    "room:a.",
+    "room:%25",
+    "room:50%",
+    "room:a/b",
+    "room:" + "a." * 120 + "y",
+]
 
 
-class Inbox:
-    def __init__(self):
-        self.messages: list[tuple[str, bytes]] = []
-        self.reconnects = 0
-
-    def __call__(self, channel: str, payload: bytes) -> None:
-        self.messages.append((channel, payload))
-
-    async def reconnected(self) -> None:
-        self.reconnects += 1
+def needs_cluster(space: Namespace) -> None:
+    if not space.shared:
+        pytest.skip("the in-process broker reaches no other node")
 
 
-@pytest.fixture(params=KINDS)
-async def nodes(request):
-    """Three brokers, as three nodes would hold them, on one broker namespace."""
-    kind, tag = request.param, f"t{uuid.uuid4().hex[:10]}"
-    brokers: list[tuple[Broker, Inbox]] = []
-    for name in ("a", "b", "c"):
-        broker, inbox = open_broker(broker_url(kind, tag), name, ttl=TTL), Inbox()
-        await broker.start(inbox, inbox.reconnected)
-        brokers.append((broker, inbox))
-    yield brokers
-    for broker, _ in brokers:
-        with contextlib.suppress(Exception):
-            await broker.close()
-    await clean_broker(kind, tag)
+async def three(space: Namespace):
+    """Nodes a, b and c; for the in-process broker its one node stands in for all three."""
+    if not space.shared:
+        node = await space.node("a")
+        return [node, node, node]
+    return [await space.node(name) for name in "abc"]
 
 
-async def _settle(inbox: Inbox, count: int, timeout: float = 5) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if len(inbox.messages) >= count:
-            return
+def info(broker: Broker, connections: int = 0) -> NodeInfo:
+    return NodeInfo(broker.node, connections, connections, 1_700_000_000_000, "test",
+                    "127.0.0.1:8000")
+
+
+def users(clients: list[ClientInfo]) -> list[str]:
+    return sorted(client.user for client in clients)
+
+
+async def names(broker: Broker) -> set[str]:
+    return {node.name for node in await broker.nodes()}
+
+
+async def eventually(check, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
 
 
-async def test_only_subscribed_nodes_receive_a_channel(nodes):
-    (a, a_in), (b, b_in), (c, c_in) = nodes
+# ---- live delivery -------------------------------------------------------------------
+
+
+async def test_a_node_gets_a_channel_only_while_subscribed(space):
+    a, inbox = await space.node("a")
+    payload = bytes(range(256))  # opaque bytes, delivered unchanged
+    await a.publish("room:x", b"before")
+    await a.subscribe("room:x")
+    await a.publish("room:x", payload)  # a node hears its own publications
+    await a.publish("room:y", b"elsewhere")
+    await inbox.count("room:x", 1)
+    await asyncio.sleep(QUIET)
+    assert inbox.messages == [("room:x", payload)]
+    assert a.subscriptions == {"room:x"}
+
+
+async def test_a_channel_reaches_only_the_nodes_subscribed_to_it(space):
+    needs_cluster(space)
+    (a, a_in), (b, b_in), (c, c_in) = await three(space)
     await a.subscribe("room:x")
     await b.subscribe("user:bob")
     await c.publish("room:x", b"to-room")
     await c.publish("user:bob", b"to-bob")
     await c.publish("room:nobody", b"lost")
-    await _settle(a_in, 1)
-    await _settle(b_in, 1)
-    await asyncio.sleep(0.2)
+    await a_in.count("room:x", 1)
+    await b_in.count("user:bob", 1)
+    await asyncio.sleep(QUIET)
     assert a_in.messages == [("room:x", b"to-room")]
     assert b_in.messages == [("user:bob", b"to-bob")]
     assert c_in.messages == []
     assert (a.received, b.received, c.received) == (1, 1, 0)
 
 
-async def test_one_publishers_order_is_kept(nodes):
-    (a, a_in), (b, _), _ = nodes
+async def test_one_publishers_order_is_kept(space):
+    (a, a_in), (b, _), _ = await three(space)
     await a.subscribe("room:order")
     for n in range(1000):
-        await b.publish("room:order", str(n).encode())
-    await _settle(a_in, 1000, timeout=10)
-    assert [int(p) for _, p in a_in.messages] == list(range(1000))
+        await b.publish("room:order", b"%d" % n)
+    received = await a_in.count("room:order", 1000)
+    assert [int(payload) for payload in received] == list(range(1000))
 
 
-async def test_unsubscribe_stops_delivery(nodes):
-    (a, a_in), (b, _), _ = nodes
+async def test_unsubscribe_stops_delivery(space):
+    (a, a_in), (b, _), _ = await three(space)
     await a.subscribe("room:u")
+    await b.publish("room:u", b"1")
+    await a_in.count("room:u", 1)
     await a.unsubscribe("room:u")
-    await b.publish("room:u", b"late")
-    await asyncio.sleep(0.3)
-    assert a_in.messages == []
+    await b.publish("room:u", b"2")
+    await asyncio.sleep(QUIET)
+    assert a_in.of("room:u") == [b"1"]
     assert "room:u" not in a.subscriptions
+    await a.subscribe("room:u")
+    await b.publish("room:u", b"3")
+    assert await a_in.count("room:u", 2) == [b"1", b"3"]
 
 
-async def test_a_thousand_concurrent_subscribes_cost_few_round_trips(nodes):
-    (a, _), _, _ = nodes
-    calls = []
-    original = a._subscribe_many
+async def test_a_thousand_concurrent_subscribes_cost_a_few_round_trips(space):
+    (a, a_in), (b, _), _ = await three(space)
+    calls: dict[str, list[int]] = {"_subscribe_many": [], "_unsubscribe_many": []}
+    for method, sizes in calls.items():
+        original = getattr(a, method)
 
-    async def counting(channels):
-        calls.append(len(channels))
-        await original(channels)
+        async def counting(channels, original=original, sizes=sizes):
+            sizes.append(len(channels))
+            await asyncio.sleep(0)  # the in-process broker gets a round trip too
+            await original(channels)
 
-    a._subscribe_many = counting
-    await asyncio.gather(*(a.subscribe(f"user:u{n}") for n in range(1000)))
-    assert sum(calls) == 1000
-    assert len(calls) <= 3
+        setattr(a, method, counting)
+    channels = [f"user:u{n}" for n in range(1000)]
+
+    await asyncio.gather(*(a.subscribe(channel) for channel in channels))
+    assert sum(calls["_subscribe_many"]) == 1000
+    assert len(calls["_subscribe_many"]) <= 3
+    assert a.subscriptions == set(channels)
+    for channel in channels[::250]:
+        await b.publish(channel, channel.encode())
+    await a_in.wait(lambda: len(a_in.messages) == 4)
+
+    await asyncio.gather(*(a.unsubscribe(channel) for channel in channels))
+    assert sum(calls["_unsubscribe_many"]) == 1000
+    assert len(calls["_unsubscribe_many"]) <= 3
+    assert a.subscriptions == set()
 
 
-async def test_channel_names_with_special_characters_do_not_collide(nodes):
-    (a, a_in), (b, b_in), (c, _) = nodes
-    await a.subscribe("user:alice@example.com")
-    await b.subscribe("user:alice@example%2Ecom")
-    await c.publish("user:alice@example.com", b"dot")
-    await c.publish("user:alice@example%2Ecom", b"percent")
-    await _settle(a_in, 1)
-    await _settle(b_in, 1)
-    await asyncio.sleep(0.2)
-    assert a_in.messages == [("user:alice@example.com", b"dot")]
-    assert b_in.messages == [("user:alice@example%2Ecom", b"percent")]
+async def test_channel_names_route_exactly_and_never_collide(space):
+    (a, a_in), (b, _), _ = await three(space)
+    for channel in SUBSCRIBED:
+        await a.subscribe(channel)
+    for channel in SUBSCRIBED + LOOKALIKES:
+        await b.publish(channel, channel.encode())
+    await a_in.wait(lambda: len(a_in.messages) >= len(SUBSCRIBED))
+    await asyncio.sleep(QUIET)
+    assert sorted(a_in.messages) == sorted((c, c.encode()) for c in SUBSCRIBED)
 
 
-async def test_presence_and_nodes_are_shared_and_expire(nodes):
-    (a, _), (b, _), (c, _) = nodes
-    alice, bob = ClientInfo("c1", "alice", "a"), ClientInfo("c2", "bob", "b")
-    await a.heartbeat(NodeInfo("a", 1, 1, 0, "t"), {"room:p": [alice]})
-    await b.heartbeat(NodeInfo("b", 1, 1, 0, "t"), {})
-    await c.heartbeat(NodeInfo("c", 0, 0, 0, "t"), {})
-    await b.presence_add("room:p", bob)
-    await asyncio.sleep(0.2)
-    assert sorted(x.user for x in await c.presence("room:p")) == ["alice", "bob"]
-    assert sorted(n.name for n in await c.nodes()) == ["a", "b", "c"]
+# ---- cluster state -------------------------------------------------------------------
+
+
+async def test_presence_and_nodes_on_one_node(space):
+    a, _ = await space.node("a")
+    alice = ClientInfo("c1", "alice", a.node, {"role": "admin"})
+    bob = ClientInfo("c2", "bob", a.node)
+    await a.heartbeat(info(a, 2), {"room:p": [alice]})
+    await a.presence_add("room:p", bob)
+    assert sorted(await a.presence("room:p"), key=lambda c: c.user) == [alice, bob]
+    assert await a.presence("room:other") == []
+    await a.presence_remove("room:p", "c1")
+    assert await a.presence("room:p") == [bob]
+    assert await a.nodes() == [info(a, 2)]
+
+
+async def test_a_heartbeat_carries_thousands_of_presence_entries(space):
+    a, _ = await space.node("a")
+    crowd = [ClientInfo(f"c{n}", f"u{n}", a.node) for n in range(2500)]
+    await a.heartbeat(info(a, len(crowd)), {"room:crowd": crowd, "room:two": crowd[:2]})
+    assert len(await a.presence("room:crowd")) == 2500
+    assert users(await a.presence("room:two")) == ["u0", "u1"]
+
+
+async def test_presence_and_nodes_are_shared_at_once(space):
+    needs_cluster(space)
+    (a, _), (b, _), (c, _) = await three(space)
+    alice, bob = ClientInfo("c1", "alice", a.node), ClientInfo("c2", "bob", b.node)
+    carol = ClientInfo("c3", "carol", b.node)
+    await a.heartbeat(info(a, 1), {"room:p": [alice]})
+    await b.heartbeat(info(b, 1), {"room:p": [bob]})
+    await c.heartbeat(info(c), {})
+    everyone = {a.node, b.node, c.node}
+
+    async def all_known() -> bool:
+        return all([await names(node) == everyone for node in (a, b, c)])
+
+    await eventually(all_known)
+    assert sorted(await c.nodes(), key=lambda n: n.name) == [info(a, 1), info(b, 1), info(c)]
+    assert users(await c.presence("room:p")) == ["alice", "bob"]
+    await b.presence_add("room:p", carol)  # seen everywhere at once, no waiting
+    assert users(await a.presence("room:p")) == ["alice", "bob", "carol"]
     await b.presence_remove("room:p", "c2")
-    assert [x.user for x in await c.presence("room:p")] == ["alice"]
-    await a.close()  # node a dies without cleaning up; b and c keep heartbeating
-    for _ in range(3):
-        await asyncio.sleep(TTL / 2)
-        await b.heartbeat(NodeInfo("b", 1, 1, 0, "t"), {})
-        await c.heartbeat(NodeInfo("c", 0, 0, 0, "t"), {})
+    assert users(await c.presence("room:p")) == ["alice", "carol"]
+    assert await c.presence("room:empty") == []
+
+
+async def test_a_node_that_stops_heartbeating_disappears_within_ttl(space):
+    needs_cluster(space)
+    (a, _), (b, _), (c, _) = await three(space)
+    alice = ClientInfo("c1", "alice", a.node)
+
+    async def others_beat() -> None:
+        await b.heartbeat(info(b), {})
+        await c.heartbeat(info(c), {})
+
+    await a.heartbeat(info(a, 1), {"room:p": [alice]})
+    last_beat = time.monotonic()
+    await others_beat()
+
+    async def all_known() -> bool:
+        return await names(c) == {a.node, b.node, c.node}
+
+    await eventually(all_known)
+    assert users(await c.presence("room:p")) == ["alice"]
+    await a.close()  # killed: no cleanup, no goodbye
+
+    async def a_gone() -> bool:
+        if time.monotonic() - others_beaten > TTL / 3:
+            await others_beat()
+        return a.node not in await names(c)
+
+    others_beaten = time.monotonic()
+    await asyncio.sleep(TTL / 2)
+    assert not await a_gone(), "a node must stay listed for ttl after its last heartbeat"
+    await eventually(a_gone, timeout=TTL)
+    gone_after = time.monotonic() - last_beat
+    assert TTL / 2 < gone_after < TTL + 0.5
+    assert await names(c) == {b.node, c.node}
     assert await c.presence("room:p") == []
-    assert sorted(n.name for n in await c.nodes()) == ["b", "c"]
 
 
-async def test_in_process_broker_delivers_to_itself_only_when_subscribed():
-    broker, inbox = open_broker("memory://", "solo"), Inbox()
-    await broker.start(inbox)
-    await broker.publish("room:m", b"before")
-    await broker.subscribe("room:m")
-    await broker.publish("room:m", b"after")
-    assert inbox.messages == [("room:m", b"after")]
-    assert broker.shared is False
+# ---- losing the broker ---------------------------------------------------------------
 
 
-def test_unknown_broker_scheme_is_refused():
+async def test_a_node_resubscribes_after_the_server_drops_its_connection(
+    network_space, private_nats
+):
+    """Redis: CLIENT KILL; RabbitMQ: rabbitmqctl close_connection; NATS: a private server
+    killed and started again (restarting the shared one would disturb everyone else)."""
+    space, port = network_space, None
+    if space.kind == "nats":
+        await private_nats.start()
+        port = private_nats.port
+    (a, a_in), (b, b_in) = await space.node("a", port=port), await space.node("b", port=port)
+    await a.subscribe("room:r")
+    await a.subscribe("user:x")
+    await b.publish("room:r", b"before")
+    await a_in.count("room:r", 1)
+
+    if space.kind == "redis":
+        await kill_redis_subscriber(a.node)
+    elif space.kind == "amqp":
+        await asyncio.get_running_loop().run_in_executor(None, close_rabbitmq_connection,
+                                                         a.node)
+    else:
+        await private_nats.stop()
+        await private_nats.start()
+        await b_in.wait(lambda: b_in.reconnects >= 1)
+    await a_in.wait(lambda: a_in.reconnects >= 1)
+
+    assert a.subscriptions == {"room:r", "user:x"}
+    await b.publish("room:r", b"after")
+    assert await a_in.count("room:r", 2) == [b"before", b"after"]
+    await a.heartbeat(info(a), {})  # cluster state works on the new connection too
+
+    async def a_known() -> bool:
+        return a.node in await names(b)
+
+    await eventually(a_known)
+
+
+async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
+    space = network_space
+    relay = await relay_for(space.kind)
+    (a, a_in), (b, _) = await space.node("a", port=relay.port), await space.node("b")
+    await a.subscribe("room:o")
+    await relay.cut()
+
+    cut_at = time.monotonic()
+    while True:  # the first publishes may still be written into the dying socket
+        try:
+            await a.publish("room:o", b"lost")
+        except BrokerError:
+            break
+        assert time.monotonic() - cut_at < 2, "publishing did not fail while cut off"
+        await asyncio.sleep(0.01)
+    for attempt in (a.publish("room:o", b"lost"), a.subscribe("room:new"),
+                    a.heartbeat(info(a), {})):
+        started = time.monotonic()
+        with pytest.raises(BrokerError):
+            await attempt
+        assert time.monotonic() - started < 2.5  # Redis: the 2 s connect timeout at most
+
+    await asyncio.sleep(0.5)  # reconnect attempts fail meanwhile, backing off
+    await relay.start()
+    await a_in.wait(lambda: a_in.reconnects >= 1)
+    assert a.subscriptions == {"room:o", "room:new"}  # wanted while cut off: taken too
+    await b.publish("room:o", b"1")
+    await b.publish("room:new", b"2")
+    await a_in.count("room:o", 1)
+    await a_in.count("room:new", 1)
+    await a.publish("room:o", b"own")
+    assert await a_in.count("room:o", 2) == [b"1", b"own"]
+
+
+async def test_reconnect_attempts_back_off_exponentially_up_to_a_cap(monkeypatch):
+    monkeypatch.setattr(reconnect, "MAX_DELAY", 0.4)
+    attempts: list[float] = []
+    restored = asyncio.Event()
+
+    async def open() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 6:
+            raise BrokerError("still down")
+
+    async def on_restored() -> None:
+        restored.set()
+
+    reconnector = Reconnector("test", open, on_restored)
+    reconnector.lost("test")
+    await asyncio.wait_for(restored.wait(), 5)
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
+    for gap, expected in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4], strict=True):
+        assert expected <= gap < expected + 0.08
+
+
+# ---- construction --------------------------------------------------------------------
+
+
+def test_namespace_options_are_taken_out_of_the_url():
+    redis = open_broker("redis://127.0.0.1:6379/0?prefix=blue", "n")
+    amqp = open_broker("amqp://guest:guest@127.0.0.1:5672/?exchange=blue", "n")
+    nats = open_broker("nats://127.0.0.1:4222?prefix=blue", "n")
+    assert (redis.url, redis.prefix) == ("redis://127.0.0.1:6379/0", "blue")
+    assert (amqp.url, amqp.exchange) == ("amqp://guest:guest@127.0.0.1:5672/?heartbeat=5",
+                                         "blue")
+    assert (nats.url, nats.prefix, nats.bucket) == ("nats://127.0.0.1:4222", "blue",
+                                                    "blue_cluster")
+    with pytest.raises(ValueError, match="prefix"):
+        open_broker("nats://127.0.0.1:4222?prefix=a.b", "n")
+
+
+def test_the_in_process_broker_is_not_shared_and_unknown_schemes_are_refused():
+    assert open_broker("memory://", "solo").shared is False
     with pytest.raises(ValueError, match="unknown broker URL scheme"):
         open_broker("kafka://somewhere", "n")

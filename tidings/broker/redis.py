@@ -1,21 +1,32 @@
 """Redis broker: pub/sub for live traffic, sorted sets with expiry scores for cluster state.
 
 URL: `redis://host:6379/0`, optionally `?prefix=name` (default `tidings`) to keep several
-clusters, or test runs, apart on one Redis.
+clusters, or test runs, apart on one Redis; the parameter is removed before connecting.
 
-Live delivery: each Tidings channel is the Redis channel `<prefix>:c:<channel>`; a node
-SUBSCRIBEs only to the channels its sessions need. One dedicated connection carries the
-subscriptions; a PING sent after a SUBSCRIBE batch comes back after every confirmation of
-the batch, so `_subscribe_many` returns once Redis really delivers those channels.
+Live delivery: each Tidings channel is the Redis channel `<prefix>:c:<channel>` (Redis
+channel names are binary-safe, so nothing needs escaping); a node SUBSCRIBEs only to the
+channels its sessions need. The subscriptions live on one dedicated connection that this
+module drives itself (RESP2, no redis-py PubSub object, whose silent reconnect would hide
+the hole in the live path from the node). A PING sent right after a SUBSCRIBE batch is
+answered after every confirmation of the batch, so `_subscribe_many` returns once Redis
+really delivers those channels. A PING every few seconds catches a connection that died
+without a word. Plain PUBLISH/SUBSCRIBE, not the sharded SPUBLISH/SSUBSCRIBE: on a
+standalone Redis they behave the same, and on a Redis Cluster sharded channels would need
+a cluster-aware client with one subscriber connection per shard.
 
-Reconnection is done here, not by redis-py, so the node learns about it: while the
-connection is down, publications are lost, and after `_reconnected()` the node's hub reads
-them back from the store.
+Publishing goes over a small pool of other connections, pipelined: everything published
+while one pipeline is in flight goes out in the next one, in order. While Redis is
+unreachable a publish fails within the connect timeout (2 s) instead of waiting.
+
+Reconnection (see `reconnect.py`): 0.1 s doubling to 5 s, then every wanted channel is
+subscribed again and the node is told, so its hub reads what was lost from the store.
 
 Cluster state expires by score: a presence entry or a node's line is a sorted-set member
-whose score is its expiry time (ms); every heartbeat pushes the scores forward, readers
-ignore and prune members whose time has passed. A killed node's entries are gone within
-`ttl`.
+whose score is its expiry time in ms, with the details in a hash beside it. Scores come
+from Redis's own clock (the TIME command inside small Lua scripts), so nodes whose clocks
+disagree still agree on who is alive. Every heartbeat pushes the scores forward; a reader
+prunes the expired members and reads the rest in one atomic script. A killed node's
+entries are gone within `ttl`; the keys themselves expire when nobody refreshes them.
 """
 
 from __future__ import annotations
@@ -23,23 +34,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import re
+from collections import deque
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as redis
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from tidings.broker.base import Broker, BrokerError
+from tidings.broker.reconnect import Reconnector
 from tidings.model import ClientInfo, NodeInfo
 
 log = logging.getLogger("tidings.broker.redis")
 
-MAX_BACKOFF = 5.0
-MAX_CONNECTIONS = 8  # callers wait for a free connection rather than fail
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 5.0  # also bounds a subscription round trip and a health ping
+HEALTH_INTERVAL = 5.0
+MAX_CONNECTIONS = 8  # for publishing and cluster state; callers wait for a free one
+BATCH = 1000  # Lua's unpack() takes a few thousand values at most
+
+# KEYS: sorted set, hash. ARGV: ttl in ms, key lifetime in s, then member/value pairs.
+_TOUCH = """
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], expires, ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: sorted set, hash. Drops expired members, returns the values of the live ones.
+_LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 1, #expired, %(batch)d do
+  redis.call('HDEL', KEYS[2], unpack(expired, i, math.min(i + %(batch)d - 1, #expired)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+local values = {}
+for i = 1, #alive, %(batch)d do
+  local part = redis.call('HMGET', KEYS[2], unpack(alive, i, math.min(i + %(batch)d - 1, #alive)))
+  for _, value in ipairs(part) do
+    if value then values[#values + 1] = value end
+  end
+end
+return values
+""" % {"batch": BATCH}
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -49,208 +98,244 @@ def _split(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query))), prefix
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class RedisBroker(Broker):
     def __init__(self, url: str, node: str, **options):
         super().__init__(node, **options)
         self.url, self.prefix = _split(url)
         self._channel_prefix = f"{self.prefix}:c:".encode()
-        self._client: redis.Redis | None = None
-        self._pubsub = None
-        self._reader: asyncio.Task | None = None
-        self._pongs: list[asyncio.Future] = []
+        # CLIENT LIST shows it; Redis refuses names with spaces or control characters.
+        name = re.sub(r"[^!-~]", "_", f"tidings-{node}")
+        common = {"protocol": 2, "client_name": name, "socket_connect_timeout": CONNECT_TIMEOUT,
+                  "socket_keepalive": True}
+        self._subscriber_pool = redis.ConnectionPool.from_url(self.url, **common)
+        self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=COMMAND_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT, retry=Retry(NoBackoff(), 0), **common,
+        ))
+        self._touch = self._client.register_script(_TOUCH)
+        self._live_values = self._client.register_script(_LIVE)
+        self._sub: AbstractConnection | None = None  # the subscriber connection, while up
+        self._sub_tasks: list[asyncio.Task] = []
+        self._pongs: deque[asyncio.Future] = deque()
         self._outgoing: list[tuple[bytes, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
-        self._closing = False
-
-    def _redis(self) -> redis.Redis:
-        pool = BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=5, socket_connect_timeout=2,
-            socket_timeout=5, retry=Retry(NoBackoff(), 0),
-        )
-        return redis.Redis(connection_pool=pool)
+        self._reconnector = Reconnector("redis", self._open, self._reconnected)
 
     def _name(self, channel: str) -> bytes:
         return self._channel_prefix + channel.encode()
 
-    # ---- connection ------------------------------------------------------------------
+    # ---- the subscriber connection ---------------------------------------------------
 
     async def _connect(self) -> None:
-        self._client = self._redis()
-        try:
-            await self._open_pubsub()
-        except (RedisError, OSError) as exc:
-            raise BrokerError(f"redis: cannot connect to {self.url}: {exc}") from exc
-        self._reader = asyncio.create_task(self._read_loop(), name="tidings-redis-reader")
+        await self._open()
 
-    async def _open_pubsub(self) -> None:
-        pubsub = self._redis().pubsub()
-        await pubsub.connect()  # fails now if Redis is down
-        self._pubsub = pubsub
+    async def _open(self) -> None:
+        await self._drop()
+        conn = self._subscriber_pool.make_connection()
+        try:
+            await asyncio.wait_for(conn.connect(), COMMAND_TIMEOUT)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            if isinstance(exc, (RedisError, OSError, asyncio.TimeoutError)):
+                raise BrokerError(f"redis: cannot connect to {self.url}: {exc}") from exc
+            raise
+        self._sub = conn
+        self._sub_tasks = [
+            asyncio.create_task(self._read(conn), name="tidings-redis-reader"),
+            asyncio.create_task(self._watch(conn), name="tidings-redis-health"),
+        ]
+
+    async def _drop(self) -> None:
+        """Let go of the subscriber connection and everything waiting on it."""
+        conn, self._sub = self._sub, None
+        self._fail_pongs("connection closed")
+        for task in self._sub_tasks:
+            task.cancel()
+        self._sub_tasks = []
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
 
     async def _disconnect(self) -> None:
-        self._closing = True
-        if self._reader is not None:
-            self._reader.cancel()
+        await self._reconnector.close()
+        await self._drop()
+        if self._sender is not None:
+            self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
-        if self._client is not None:
-            await self._client.aclose()
+                await self._sender
+        await self._client.aclose()
+        await self._subscriber_pool.disconnect()
 
-    async def _read_loop(self) -> None:
-        backoff = 0.1
-        while not self._closing:
-            try:
-                if self._pubsub is None:
-                    await self._open_pubsub()
-                    log.info("redis connection restored")
-                    backoff = 0.1
-                    await self._reconnected()
-                message = await self._pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._take(message)
-            except (RedisError, OSError) as exc:
-                if self._pubsub is not None:
-                    log.warning("redis subscription connection lost: %s", exc)
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.aclose()
-                    self._pubsub = None
-                for waiter in self._pongs:
-                    if not waiter.done():
-                        waiter.set_exception(BrokerError(f"redis: connection lost: {exc}"))
-                self._pongs.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
+    def _lost(self, conn: AbstractConnection, reason: object) -> None:
+        if conn is not self._sub:
+            return  # an old connection's last words
+        self._sub = None
+        self._fail_pongs(reason)
+        self._reconnector.lost(reason)
 
-    def _take(self, message: dict) -> None:
-        kind = message["type"]
-        if kind == "message":
-            self._deliver(message["channel"][len(self._channel_prefix):].decode(),
-                          message["data"])
-        elif kind == "pong" and self._pongs:
-            waiter = self._pongs.pop(0)
+    def _fail_pongs(self, reason: object) -> None:
+        while self._pongs:
+            waiter = self._pongs.popleft()
+            if not waiter.done():
+                waiter.set_exception(BrokerError(f"redis: connection lost: {reason}"))
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        try:
+            while True:
+                self._take(await conn.read_response())
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            self._lost(conn, exc)
+        except Exception as exc:
+            log.exception("redis: unexpected failure reading subscriptions")
+            self._lost(conn, exc)
+
+    def _take(self, reply: object) -> None:
+        if isinstance(reply, list):
+            kind = reply[0]
+            if kind == b"message":
+                self._deliver(reply[1][len(self._channel_prefix):].decode(), reply[2])
+            elif kind == b"pong":
+                self._pong()
+            # subscribe/unsubscribe confirmations: the PING behind them says it all
+        elif reply == b"PONG":  # a connection with no subscriptions answers plainly
+            self._pong()
+
+    def _pong(self) -> None:
+        if self._pongs:
+            waiter = self._pongs.popleft()
             if not waiter.done():
                 waiter.set_result(None)
 
+    async def _watch(self, conn: AbstractConnection) -> None:
+        """Ping now and then; a connection that does not answer is closed, so it reconnects."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                await self._round_trip(conn)
+            except BrokerError:
+                await conn.disconnect(nowait=True)  # the reader sees it and reports the loss
+                return
+
+    async def _round_trip(self, conn: AbstractConnection | None, *command: object) -> None:
+        """Send `command` (if any) and a PING on the subscriber connection; wait for the PONG.
+
+        Redis answers in order, so the PONG means every reply to `command` is in.
+        """
+        if conn is None or conn is not self._sub or not conn.is_connected:
+            raise BrokerError("redis: not connected")
+        waiter = asyncio.get_running_loop().create_future()
+        self._pongs.append(waiter)
+        commands = [command, ("PING",)] if command else [("PING",)]
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            await asyncio.wait_for(waiter, COMMAND_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise BrokerError(f"redis: {command[0] if command else 'PING'} failed: "
+                              f"{exc or type(exc).__name__}") from exc
+
     # ---- live delivery ---------------------------------------------------------------
 
-    async def _publish(self, channel: str, payload: bytes) -> None:
-        """Queue a PUBLISH; everything queued while one pipeline is in flight goes in the next.
+    async def _subscribe_many(self, channels: list[str]) -> None:
+        await self._round_trip(self._sub, "SUBSCRIBE", *map(self._name, channels))
 
-        One connection, one round trip per burst, and the order of publishes kept, instead
-        of a connection per concurrent publish.
-        """
+    async def _unsubscribe_many(self, channels: list[str]) -> None:
+        if self._sub is not None:  # a lost connection has unsubscribed everything anyway
+            await self._round_trip(self._sub, "UNSUBSCRIBE", *map(self._name, channels))
+
+    async def _publish(self, channel: str, payload: bytes) -> None:
         done = asyncio.get_running_loop().create_future()
         self._outgoing.append((self._name(channel), payload, done))
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_outgoing())
+            self._sender = asyncio.create_task(self._send_outgoing(), name="tidings-redis-pub")
         await done
 
     async def _send_outgoing(self) -> None:
-        while self._outgoing:
-            batch, self._outgoing = self._outgoing, []
-            pipe = self._client.pipeline(transaction=False)
-            for name, payload, _ in batch:
-                pipe.publish(name, payload)
-            try:
-                await pipe.execute()
-            except (RedisError, OSError) as exc:
-                error = BrokerError(f"redis: publish failed: {exc}")
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
-                continue
-            for *_, done in batch:
-                if not done.done():
-                    done.set_result(None)
-
-    async def _confirmed(self, command: str, channels: list[str]) -> None:
-        """Send (UN)SUBSCRIBE for `channels`, then wait until Redis has taken all of it."""
-        if self._pubsub is None:
-            raise BrokerError("redis: not connected")
-        waiter = asyncio.get_running_loop().create_future()
+        """One pipeline per burst over one pooled connection, in publish order."""
+        batch: list[tuple[bytes, bytes, asyncio.Future]] = []
         try:
-            await getattr(self._pubsub, command)(*(self._name(c) for c in channels))
-            self._pongs.append(waiter)
-            await self._pubsub.ping()
-            await asyncio.wait_for(waiter, 5.0)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise BrokerError(f"redis: {command} failed: {exc}") from exc
-
-    async def _subscribe_many(self, channels: list[str]) -> None:
-        await self._confirmed("subscribe", channels)
-
-    async def _unsubscribe_many(self, channels: list[str]) -> None:
-        if self._pubsub is not None:  # a lost connection has unsubscribed everything anyway
-            await self._confirmed("unsubscribe", channels)
+            while self._outgoing:
+                batch, self._outgoing = self._outgoing, []
+                pipe = self._client.pipeline(transaction=False)
+                for name, payload, _ in batch:
+                    pipe.publish(name, payload)
+                try:
+                    await pipe.execute()
+                except (RedisError, OSError) as exc:
+                    _settle(batch, BrokerError(f"redis: publish failed: {exc}"))
+                else:
+                    _settle(batch, None)
+        finally:  # cancelled by close(): nobody may wait forever
+            _settle(batch + self._outgoing, BrokerError("redis: broker closed"))
+            self._outgoing = []
 
     # ---- cluster state ---------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    async def _run(self, pipeline) -> list:
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [self._key("presence", channel), self._key("presence-info", channel)]
+
+    def _touch_args(self, pairs: list[tuple[str, bytes]]) -> list:
+        keep = int(self.ttl * 2) + 1  # seconds the keys outlive their last refresh
+        return [int(self.ttl * 1000), keep, *(item for pair in pairs for item in pair)]
+
+    async def _run(self, pipe) -> list:
         try:
-            return await pipeline.execute()
+            return await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerError(f"redis: {exc}") from exc
 
-    def _add_presence(self, pipe, channel: str, client: ClientInfo, expires: int) -> None:
-        members, info = self._key("presence", channel), self._key("presence-info", channel)
-        pipe.zadd(members, {client.client: expires})
-        pipe.hset(info, client.client, orjson.dumps(client.to_dict()))
-        keep = int(self.ttl * 2) + 1
-        pipe.expire(members, keep)
-        pipe.expire(info, keep)
-
     async def heartbeat(self, node: NodeInfo, presence: dict[str, list[ClientInfo]]) -> None:
-        expires = _now_ms() + int(self.ttl * 1000)
         pipe = self._client.pipeline(transaction=False)
-        pipe.zadd(self._key("nodes"), {node.name: expires})
-        pipe.hset(self._key("node-info"), node.name, orjson.dumps(node.to_dict()))
+        await self._touch(keys=[self._key("nodes"), self._key("node-info")],
+                          args=self._touch_args([(node.name, orjson.dumps(node.to_dict()))]),
+                          client=pipe)
         for channel, clients in presence.items():
-            for client in clients:
-                self._add_presence(pipe, channel, client, expires)
+            for start in range(0, len(clients), BATCH):
+                pairs = [(c.client, orjson.dumps(c.to_dict()))
+                         for c in clients[start:start + BATCH]]
+                await self._touch(keys=self._presence_keys(channel),
+                                  args=self._touch_args(pairs), client=pipe)
         await self._run(pipe)
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        self._add_presence(pipe, channel, client, _now_ms() + int(self.ttl * 1000))
-        await self._run(pipe)
+        try:
+            await self._touch(keys=self._presence_keys(channel),
+                              args=self._touch_args([(client.client,
+                                                      orjson.dumps(client.to_dict()))]))
+        except (RedisError, OSError) as exc:
+            raise BrokerError(f"redis: {exc}") from exc
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrem(self._key("presence", channel), client)
-        pipe.hdel(self._key("presence-info", channel), client)
+        members, info = self._presence_keys(channel)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zrem(members, client)
+        pipe.hdel(info, client)
         await self._run(pipe)
 
-    async def _live(self, members: str, info: str) -> list[bytes]:
-        """Values of the members of `members` whose expiry is still ahead; prunes the rest."""
-        now = _now_ms()
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrangebyscore(members, "-inf", now)
-        pipe.zrangebyscore(members, now + 1, "+inf")
-        expired, alive = await self._run(pipe)
-        pipe = self._client.pipeline(transaction=False)
-        if expired:
-            pipe.zrem(members, *expired)
-            pipe.hdel(info, *expired)
-        if alive:
-            pipe.hmget(info, alive)
-        results = await self._run(pipe) if (expired or alive) else []
-        return [value for value in (results[-1] if alive else []) if value is not None]
+    async def _live(self, keys: list[str]) -> list[bytes]:
+        try:
+            return await self._live_values(keys=keys)
+        except (RedisError, OSError) as exc:
+            raise BrokerError(f"redis: {exc}") from exc
 
     async def presence(self, channel: str) -> list[ClientInfo]:
-        values = await self._live(self._key("presence", channel),
-                                  self._key("presence-info", channel))
+        values = await self._live(self._presence_keys(channel))
         return [ClientInfo.from_dict(orjson.loads(value)) for value in values]
 
     async def nodes(self) -> list[NodeInfo]:
-        values = await self._live(self._key("nodes"), self._key("node-info"))
+        values = await self._live([self._key("nodes"), self._key("node-info")])
         return [NodeInfo.from_dict(orjson.loads(value)) for value in values]
+
+
+def _settle(batch: list[tuple[bytes, bytes, asyncio.Future]], error: Exception | None) -> None:
+    for *_, done in batch:
+        if not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
