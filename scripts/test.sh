@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install Tidings with its test tools, start PostgreSQL, Redis, RabbitMQ and NATS if they
-# are down (installing any that is missing), then run the whole test suite.
+# Install Tidings with its test tools and the real client libraries the tests drive (npm,
+# tests/js), start the services if they are down (installing any that is missing), then run
+# the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=test bash scripts/install.sh
+bash scripts/test-clients.sh
 bash scripts/services.sh
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the JavaScript clients the test suite drives (tests/js: stompjs, sockjs-client,
+# centrifuge, ws, playwright-core) from the committed lockfile, with the machine's Node.
+# Installs Node and npm from Debian first if they are missing. Skips npm when the lockfile
+# has not changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/../tests/js"
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+stamp=node_modules/.tidings-lock
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
