@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from tidings import __version__
 from tidings.auth import check_exposure
+from tidings.commands import COMMANDS
 from tidings.config import ConfigError, Settings, load_settings
+from tidings.logs import configure_logging
 from tidings.workers import check_workers, supervise
 
 
@@ -28,13 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1,
                        help="node processes sharing the port (needs a shared broker)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    for command in COMMANDS:
+        command.add_to(commands)
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        return args.run(args)
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = load_settings(args.config, **overrides)
+        configure_logging(args.log_level, settings.log_format, settings.node_name)
         check_exposure(settings)
         check_workers(settings, args.workers)
     except ConfigError as exc:

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     cluster_ttl: float = Field(15.0, gt=0)
     """Seconds after its last heartbeat that a node and its presence entries expire."""
     shutdown_grace: float = Field(5.0, ge=0)
+    log_format: Literal["text", "json", "kv"] = "text"
+    """Log lines for people (`text`), JSON lines (`json`) or logfmt key=value pairs (`kv`)."""
 
     namespaces: dict[str, Namespace] = Field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Codec
+from tidings.logs import bind_session, session_fields
 from tidings.model import ClientInfo, Publication
 from tidings.node import JOIN, LEAVE, Node
 from tidings.store.base import RecoveryImpossible, StoreError
@@ -65,6 +66,7 @@ class Session:
         self._held_from = 0
         self._max_outgoing = node.settings.max_outgoing_bytes
         node.attach(self)
+        bind_session(self)  # lines logged while serving this connection name it
 
     # ---- output ----------------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class Session:
                 ))
             self.conn.writelines(out)
         self.node.metrics.count(self.node.metrics.disconnects, str(int(code)))
+        log.debug("closing with %d: %s", code, reason, **session_fields(self))
         self.conn.close(code, reason)
 
     def lost_sync(self, channel: str) -> None:
@@ -175,6 +178,7 @@ class Session:
         self.connected = True
         self.hold()
         self.node.identify(self)
+        log.debug("connected")
         try:
             subs = {name: await self._subscribe_automatic(name, recover.get(name))
                     for name in automatic}
