@@ -7,5 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=test bash scripts/install.sh
 bash scripts/test-clients.sh
+bash scripts/test-tools.sh
 bash scripts/services.sh
 exec .venv/bin/python -m pytest "$@"

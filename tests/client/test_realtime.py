@@ -12,24 +12,21 @@ import time
 import jwt
 import pytest
 
+from tests.client.streams import all_history, publications, publish_through_outages
 from tests.conftest import free_port, start_process
 from tidings.client import (
-    ApiClient, Backoff, ClientClosed, CommandError, Join, Publication, RealtimeClient, Reset,
+    ApiClient, Backoff, ClientClosed, CommandError, Join, RealtimeClient, Reset,
     State, Unreachable,
 )
 
 QUICK = Backoff(base=0.05, cap=0.2)
 
 
-async def publications(sub, count: int, timeout: float = 10) -> list[Publication]:
-    """The next `count` publications of a subscription, skipping join/leave events."""
-    out: list[Publication] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count:
-        event = await sub.get(deadline - time.monotonic())
-        if isinstance(event, Publication):
-            out.append(event)
-    return out
+class Steady(Backoff):
+    """Always the same delay: long enough to publish what the client must then recover."""
+
+    def delay(self, attempt: int, rng=None) -> float:
+        return 0.5
 
 
 async def test_subscribes_and_gets_publications_in_order_with_its_own_join(server):
@@ -60,7 +57,7 @@ async def test_commands_return_typed_results_and_raise_command_errors(server):
 
 
 async def test_reconnects_after_4007_and_recovers_what_it_missed_once_each(server):
-    async with RealtimeClient(server.ws_url, user="alice", backoff=Backoff(0.3, 0.3)) as client, \
+    async with RealtimeClient(server.ws_url, user="alice", backoff=Steady()) as client, \
             ApiClient(server.url) as api:
         room = await client.subscribe("room:lobby")
         await api.publish("room:lobby", {"n": 1})
@@ -119,7 +116,7 @@ async def test_an_unrecoverable_position_is_a_reset_then_the_stream_goes_on(serv
 async def test_more_missed_than_recovery_max_on_reconnect_is_a_reset_of_the_personal_channel(
         make_server):
     async with make_server(namespaces={"user": {"recovery_max": 2}}) as node, \
-            RealtimeClient(node.ws_url, user="alice", backoff=Backoff(0.5, 0.5)) as client, \
+            RealtimeClient(node.ws_url, user="alice", backoff=Steady()) as client, \
             ApiClient(node.url) as api:
         personal = client.subscription("user:alice")
         await api.send("alice", 0)
@@ -180,13 +177,13 @@ async def test_a_node_restarted_mid_stream_loses_and_repeats_nothing(tmp_path, s
         async with RealtimeClient(f"ws://127.0.0.1:{port}/ws", user="dave", backoff=QUICK) as client, \
                 ApiClient(url, timeout=2) as api:
             room = await client.subscribe("room:stream")
-            publisher = asyncio.create_task(_publish_through_outages(api, "room:stream", 120))
+            publisher = asyncio.create_task(publish_through_outages(api, "room:stream", 120))
             await publications(room, 30)
             proc.send_signal(stop)
             await loop.run_in_executor(None, proc.wait, 15)
             proc = await loop.run_in_executor(None, start_process, env)
             await asyncio.wait_for(publisher, 60)
-            stored = await _all_history(api, "room:stream")
+            stored = await all_history(api, "room:stream")
             got = await publications(room, len(stored) - 30, timeout=20)
             assert client.connects >= 2
     finally:
@@ -194,32 +191,6 @@ async def test_a_node_restarted_mid_stream_loses_and_repeats_nothing(tmp_path, s
     received = [p.offset for p in got]
     assert received == list(range(31, len(stored) + 1))  # in order, none twice, none missing
     assert [p.data for p in got] == [p.data for p in stored[30:]]
-
-
-async def _publish_through_outages(api: ApiClient, channel: str, count: int) -> None:
-    """Publish `count` messages, retrying while the node is away."""
-    n = 0
-    while n < count:
-        try:
-            await api.publish(channel, {"n": n})
-            n += 1
-        except Unreachable:
-            await asyncio.sleep(0.05)
-        except Exception:  # a 503 while the node drains
-            await asyncio.sleep(0.05)
-        else:
-            await asyncio.sleep(0.005)
-
-
-async def _all_history(api: ApiClient, channel: str) -> list[Publication]:
-    out: list[Publication] = []
-    since = 0
-    while True:
-        page = await api.history(channel, since=since, limit=1000)
-        if not page.publications:
-            return out
-        out.extend(page.publications)
-        since = page.publications[-1].offset
 
 
 def _stop(proc: subprocess.Popen) -> None:
