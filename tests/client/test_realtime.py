@@ -207,3 +207,32 @@ def test_importing_the_clients_loads_nothing_of_the_server_side():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=30, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_stays_connected_through_silence_by_answering_and_sending_pings(make_server):
+    async with make_server(ping_interval=0.5, pong_timeout=0.5) as node, \
+            RealtimeClient(node.ws_url, user="quiet", backoff=QUICK) as client:
+        await asyncio.sleep(2.5)  # several ping rounds each way, no command sent
+        assert client.state == State.CONNECTED and client.connects == 1
+        assert (await client.send("quiet", 1)).offset == 1
+
+
+async def test_a_node_that_stops_answering_is_left_and_found_again(tmp_path):
+    port = free_port()
+    env = {"TIDINGS_PORT": str(port), "TIDINGS_NODE_NAME": "frozen",
+           "TIDINGS_STORE": f"sqlite:///{tmp_path / 'frozen.db'}",
+           "TIDINGS_PING_INTERVAL": "1", "TIDINGS_PONG_TIMEOUT": "1"}
+    loop = asyncio.get_running_loop()
+    proc = await loop.run_in_executor(None, start_process, env)
+    try:
+        async with RealtimeClient(f"ws://127.0.0.1:{port}/ws", user="eve", backoff=QUICK,
+                                  command_timeout=2) as client:
+            proc.send_signal(signal.SIGSTOP)  # the socket stays open, nothing answers
+            await client.wait_for(State.DISCONNECTED, 6)
+            assert client.last_close[0] == 1006
+            proc.send_signal(signal.SIGCONT)
+            await client.wait_for(State.CONNECTED, 15)
+            assert client.connects >= 2
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        _stop(proc)

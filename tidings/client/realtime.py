@@ -179,6 +179,7 @@ class RealtimeClient:
         self._closing = False
         self._closed_error: ClientClosed | None = None
         self._runner: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()  # resubscriptions under way, kept from the GC
         self._wakeup = asyncio.Event()
         self._ping, self._pong = DEFAULT_PING, DEFAULT_PONG
 
@@ -270,14 +271,19 @@ class RealtimeClient:
         self._set_state(State.CLOSED)
         for sub in self._subs.values():
             sub._end(self._closed_error)
+        if self._http is not None:
+            await self._http.close()
 
     async def _connection(self) -> tuple[int, str]:
         """One connection from opening to close: its close code and reason."""
         assert self._http is not None
         try:
             token = await self._get_token() if self._get_token is not None else self._token
-            ws = await self._http.ws_connect(self.url, autoping=True, max_msg_size=0,
-                                             timeout=aiohttp.ClientWSTimeout(ws_close=2.0))
+            # a node that accepts the socket but never answers the handshake counts as lost
+            ws = await asyncio.wait_for(
+                self._http.ws_connect(self.url, autoping=True, max_msg_size=0,
+                                      timeout=aiohttp.ClientWSTimeout(ws_close=2.0)),
+                self.command_timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return LOST, f"cannot reach {self.url}: {exc or type(exc).__name__}"
         if self._closing:
@@ -334,7 +340,9 @@ class RealtimeClient:
     def _resubscribe(self) -> None:
         for sub in list(self._subs.values()):
             if not sub.automatic and not sub.ended:
-                asyncio.create_task(self._keep_subscribed(sub))
+                task = asyncio.create_task(self._keep_subscribed(sub))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _keep_subscribed(self, sub: Subscription) -> None:
         """After a reconnect: subscribe again; a refusal ends the subscription's stream."""
