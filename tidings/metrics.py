@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 
 from tidings.looplag import BUCKETS as LAG_BUCKETS
@@ -41,6 +48,7 @@ class Metrics:
             registry=self.registry, buckets=LAG_BUCKETS,
         )
         self.registry.register(_Restarts(restarts))
+        ProcessCollector(registry=self.registry)  # process_open_fds, memory, CPU
         self._children: dict[tuple, object] = {}
         for name, fn in read.items():
             gauge = Gauge(f"tidings_{name}", name.replace("_", " "), ["node"],

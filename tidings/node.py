@@ -30,7 +30,7 @@ from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
 from tidings.store import OutcomeUnknown, Retention, Store, open_store
-from tidings.store.base import now_ms
+from tidings.store.base import CommitUnknown, now_ms
 from tidings.supervision import Supervisor
 
 log = logging.getLogger("tidings.node")
@@ -66,6 +66,9 @@ class Node:
             "store_batches_total": lambda: self.store.batches_committed,
             "store_publications_total": lambda: self.store.publications_committed,
             "gaps_filled_total": lambda: self.hub.gaps_filled,
+            "broker_subscriptions": lambda: len(self.broker.subscriptions),
+            "tasks": lambda: len(asyncio.all_tasks()),
+            "event_loop_lag_max_seconds": lambda: self.loop_lag.worst,
         }, restarts=self._restarts)
         self.supervisor = Supervisor()  # the node's periodic loops
         self.loop_lag = LoopLag(self.metrics.loop_lag, settings.resilience.loop_lag_interval)
@@ -177,8 +180,9 @@ class Node:
                 )
             except OutcomeUnknown as exc:
                 exc.late.add_done_callback(self._deliver_late)
-                raise TidingsError(ErrorCode.OUTCOME_UNKNOWN, f"outcome unknown ({exc}): "
-                                   "retry with the same idempotency key") from None
+                raise _outcome_unknown(exc) from None
+            except CommitUnknown as exc:  # stored or not, the hub's gap check delivers it
+                raise _outcome_unknown(exc) from None
         else:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
@@ -262,6 +266,11 @@ class Node:
 
     async def nodes(self) -> list[NodeInfo]:
         return await self.broker.nodes()
+
+
+def _outcome_unknown(cause: Exception) -> TidingsError:
+    return TidingsError(ErrorCode.OUTCOME_UNKNOWN,
+                        f"outcome unknown ({cause}): retry with the same idempotency key")
 
 
 def _retention(channel: Channel) -> Retention:

@@ -32,6 +32,14 @@ class StoreError(Exception):
     """The store could not do what was asked (connection lost, disk full, ...)."""
 
 
+class CommitUnknown(StoreError):
+    """The database connection died while a batch was committing: it may be stored or not.
+
+    Said instead of a plain StoreError so that nobody is told "not stored" about a
+    publication whose COMMIT may have gone through just before the connection went.
+    """
+
+
 class OutcomeUnknown(Exception):
     """A bounded append ran out of time while its batch was being committed.
 

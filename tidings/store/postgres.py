@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from tidings.model import Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError, now_ms
+from tidings.store.base import AppendRequest, CommitUnknown, Store, StoreError, now_ms
 
 SCHEMA_VERSION = 1
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
@@ -118,14 +118,15 @@ def _connection_loss(exc: BaseException) -> BaseException | None:
 
 
 @contextlib.contextmanager
-def _failures(action: str) -> Iterator[None]:
-    """Turn driver errors into StoreError, saying plainly when the connection was lost."""
+def _failures(action: str, lost_error: type[StoreError] = StoreError) -> Iterator[None]:
+    """Turn driver errors into StoreError, saying plainly when the connection was lost
+    (as `lost_error`: CommitUnknown for a commit, whose outcome a lost connection hides)."""
     try:
         yield
     except (*CONNECTION_LOST, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         lost = _connection_loss(exc)
         if lost is not None:
-            raise StoreError(
+            raise lost_error(
                 f"postgresql: database unreachable or connection lost while {action} "
                 f"({type(lost).__name__}: {lost})"
             ) from exc
@@ -216,7 +217,7 @@ class PostgresStore(Store):
         counts = [len(by_channel[channel]) for channel in channels]
         pubs: list[Publication | None] = [None] * len(batch)
         rows, trims = [], []
-        with _failures("appending"):
+        with _failures("appending", CommitUnknown):
             async with self._pool_or_fail().acquire() as conn, conn.transaction():
                 tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
                 for record in tops:
