@@ -48,6 +48,21 @@ class Namespace(BaseModel):
         return self.history_size > 0
 
 
+class Resilience(BaseModel):
+    """How a node behaves when its store or broker is in trouble (docs/guarantees.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publish_timeout: float = Field(5.0, gt=0)
+    """Seconds a publish waits for its store commit before it answers 111 (not stored) or
+    113 (outcome unknown: retry with the same idempotency key)."""
+    store_stalled_after: float = Field(2.0, gt=0)
+    """Seconds the oldest unfinished commit may wait before /health/ready reports the store
+    stalled (503)."""
+    loop_lag_interval: float = Field(0.25, gt=0)
+    """Seconds between two event-loop lag samples (tidings_event_loop_lag_seconds)."""
+
+
 DEFAULT_NAMESPACES: dict[str, dict] = {
     "user": {"history_size": 1000, "subscribe": "owner", "publish": "anyone"},
     "room": {"history_size": 1000, "presence": True, "join_leave": True},
@@ -90,6 +105,7 @@ class Settings(BaseSettings):
     """Log lines for people (`text`), JSON lines (`json`) or logfmt key=value pairs (`kv`)."""
 
     namespaces: dict[str, Namespace] = Field(default_factory=dict)
+    resilience: Resilience = Field(default_factory=Resilience)
 
     @model_validator(mode="before")
     @classmethod

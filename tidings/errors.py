@@ -24,6 +24,7 @@ class ErrorCode(IntEnum):
     CANNOT_RECOVER = 110
     UNAVAILABLE = 111
     LIMIT_EXCEEDED = 112
+    OUTCOME_UNKNOWN = 113  # the store did not answer in time: retry with the same idempotency key
 
 
 class CloseCode(IntEnum):

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+
+from tidings.looplag import BUCKETS as LAG_BUCKETS
 
 
 class Metrics:
-    def __init__(self, node: str, read: dict[str, Callable[[], float]]):
-        """`read` maps gauge names to callables read at scrape time (no bookkeeping on hot paths)."""
+    def __init__(self, node: str, read: dict[str, Callable[[], float]],
+                 restarts: Callable[[], dict[str, int]] = dict):
+        """`read` maps gauge names to callables read at scrape time (no bookkeeping on hot paths).
+
+        `restarts` gives the background-task failures so far, by task name.
+        """
         self.registry = CollectorRegistry()
         labels = {"node": node}
         self.commands = Counter(
@@ -29,6 +43,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self.loop_lag = Histogram(
+            "tidings_event_loop_lag_seconds", "How late the event loop woke a sleeping task",
+            registry=self.registry, buckets=LAG_BUCKETS,
+        )
+        self.registry.register(_Restarts(restarts))
+        ProcessCollector(registry=self.registry)  # process_open_fds, memory, CPU
         self._children: dict[tuple, object] = {}
         for name, fn in read.items():
             gauge = Gauge(f"tidings_{name}", name.replace("_", " "), ["node"],
@@ -45,3 +65,20 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Restarts:
+    """`tidings_background_restarts_total{task=...}`, read from the supervisors at scrape time."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]):
+        self._read = read
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "tidings_background_restarts",
+            "Background tasks that failed and were restarted or handed to their owner",
+            labels=["task"],
+        )
+        for task, count in sorted(self._read().items()):
+            family.add_metric([task], count)
+        yield family

@@ -22,14 +22,16 @@ from tidings.broker import Broker, open_broker
 from tidings.broker.base import BrokerError
 from tidings.channels import Channel, parse_channel, user_channel
 from tidings.config import Settings
-from tidings.errors import CloseCode
+from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Hub
+from tidings.looplag import LoopLag
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
-from tidings.store import Retention, Store, open_store
-from tidings.store.base import now_ms
+from tidings.store import OutcomeUnknown, Retention, Store, open_store
+from tidings.store.base import CommitUnknown, now_ms
+from tidings.supervision import Supervisor
 
 log = logging.getLogger("tidings.node")
 
@@ -64,8 +66,12 @@ class Node:
             "store_batches_total": lambda: self.store.batches_committed,
             "store_publications_total": lambda: self.store.publications_committed,
             "gaps_filled_total": lambda: self.hub.gaps_filled,
-        })
-        self._loops: list[asyncio.Task] = []
+            "broker_subscriptions": lambda: len(self.broker.subscriptions),
+            "tasks": lambda: len(asyncio.all_tasks()),
+            "event_loop_lag_max_seconds": lambda: self.loop_lag.worst,
+        }, restarts=self._restarts)
+        self.supervisor = Supervisor()  # the node's periodic loops
+        self.loop_lag = LoopLag(self.metrics.loop_lag, settings.resilience.loop_lag_interval)
         self._tasks: set[asyncio.Task] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -74,12 +80,12 @@ class Node:
         await self.store.start()
         await self.broker.start(self._on_broker_message, self._on_broker_reconnect)
         await self._heartbeat()
-        self._loops = [
-            asyncio.create_task(self._every(self.settings.cluster_ttl / 3, self._heartbeat)),
-            asyncio.create_task(self._every(10.0, self.hub.resync)),
-            asyncio.create_task(self._every(30.0, self.store.expire)),
-            asyncio.create_task(self._every(self._tick_interval, self._tick)),
-        ]
+        every = self._every
+        self.supervisor.spawn("heartbeat", every(self.settings.cluster_ttl / 3, self._heartbeat))
+        self.supervisor.spawn("resync", every(10.0, self.hub.resync))
+        self.supervisor.spawn("expire", every(30.0, self.store.expire))
+        self.supervisor.spawn("tick", every(self._tick_interval, self._tick))
+        self.supervisor.spawn("loop-lag", self.loop_lag.run)
 
     async def drain(self) -> None:
         """Refuse new sessions, tell every client to reconnect elsewhere, wait for them to go.
@@ -97,22 +103,27 @@ class Node:
         """Drain (if not done yet), then close the broker and the store."""
         if not self.draining:
             await self.drain()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.supervisor.stop()
         await self.hub.close()
         await self.broker.close()
         await self.store.close()
 
-    async def _every(self, seconds: float, job: Callable) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
+    @staticmethod
+    def _every(seconds: float, job: Callable) -> Callable:
+        """A loop running `job` every `seconds`; a failure reaches the supervisor."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
                 await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+        return loop
+
+    def _restarts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for supervisor in (self.supervisor, self.broker.supervisor, self.store.supervisor):
+            for task, count in supervisor.restarts.items():
+                counts[task] = counts.get(task, 0) + count
+        return counts
 
     @property
     def _tick_interval(self) -> float:
@@ -162,9 +173,16 @@ class Node:
         """Store (if the namespace keeps history) and deliver one publication cluster-wide."""
         started = time.perf_counter()
         if channel.options.stored:
-            pub = await self.store.append(
-                channel.name, data, retention=_retention(channel), source=source, sender=sender
-            )
+            try:
+                pub = await self.store.append(
+                    channel.name, data, retention=_retention(channel), source=source,
+                    sender=sender, within=self.settings.resilience.publish_timeout,
+                )
+            except OutcomeUnknown as exc:
+                exc.late.add_done_callback(self._deliver_late)
+                raise _outcome_unknown(exc) from None
+            except CommitUnknown as exc:  # stored or not, the hub's gap check delivers it
+                raise _outcome_unknown(exc) from None
         else:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
@@ -172,6 +190,15 @@ class Node:
         self.metrics.count(self.metrics.published, channel.namespace)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return pub
+
+    def _deliver_late(self, committed: asyncio.Future) -> None:
+        """A publication whose caller stopped waiting was stored after all: deliver it."""
+        if committed.cancelled() or committed.exception() is not None:
+            return
+        pub = committed.result()
+        self.hub.deliver(pub)
+        self.supervisor.spawn("late-delivery",
+                              lambda: self._to_broker(pub.channel, PUBLICATION, pub.to_dict()))
 
     async def announce(self, kind: str, channel: str, client: ClientInfo) -> None:
         """A join or leave event, to local subscribers and the rest of the cluster."""
@@ -239,6 +266,11 @@ class Node:
 
     async def nodes(self) -> list[NodeInfo]:
         return await self.broker.nodes()
+
+
+def _outcome_unknown(cause: Exception) -> TidingsError:
+    return TidingsError(ErrorCode.OUTCOME_UNKNOWN,
+                        f"outcome unknown ({cause}): retry with the same idempotency key")
 
 
 def _retention(channel: Channel) -> Retention:

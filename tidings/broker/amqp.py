@@ -113,7 +113,7 @@ class AmqpBroker(Broker):
         self._peers: dict[str, tuple[NodeInfo, float]] = {}
         self._questions: dict[int, _Question] = {}
         self._ids = itertools.count()
-        self._reconnector = Reconnector("amqp", self._open, self._reconnected)
+        self._reconnector = Reconnector("amqp", self._open, self._reconnected, self.supervisor)
 
     # ---- connection ------------------------------------------------------------------
 
@@ -185,7 +185,17 @@ class AmqpBroker(Broker):
     async def _control(self, key: str, message: dict) -> None:
         await self._send(key, orjson.dumps({**message, "from": self.node}))
 
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None and not self._reconnector.running
+
     async def _take(self, message: DeliveredMessage) -> None:
+        try:
+            self._route(message)
+        except Exception as exc:  # aiormq would log it and go on: count it as well
+            self.supervisor.failed("amqp-delivery", exc)
+
+    def _route(self, message: DeliveredMessage) -> None:
         key = message.routing_key or ""
         channel = self._by_key.get(key)
         if channel is not None:

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
 from tidings.model import ClientInfo, NodeInfo
+from tidings.supervision import Supervisor
 
 MessageHandler = Callable[[str, bytes], None]
 ReconnectHandler = Callable[[], Awaitable[None]]
@@ -49,6 +50,7 @@ class Broker(ABC):
         self._wanted: set[str] = set()  # channels the node wants, as of the latest call
         self._active: set[str] = set()  # channels the broker has confirmed
         self._sync_lock = asyncio.Lock()
+        self.supervisor = Supervisor()  # runs the backend's readers, health checks, reconnects
         self.received = 0  # messages taken from the broker, for metrics and tests
         self.published = 0
 
@@ -63,6 +65,12 @@ class Broker(ABC):
 
     async def close(self) -> None:
         await self._disconnect()
+        await self.supervisor.stop()
+
+    @property
+    def connected(self) -> bool:
+        """False while a network backend has lost its connection and is getting it back."""
+        return True
 
     def _deliver(self, channel: str, payload: bytes) -> None:
         """Backends call this for every message that arrives on a subscribed channel."""

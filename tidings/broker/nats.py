@@ -91,7 +91,7 @@ class NatsBroker(Broker):
         self._nc: nats.NATS | None = None  # set while connected
         self._kv: KeyValue | None = None
         self._subs: dict[str, Subscription] = {}
-        self._reconnector = Reconnector("nats", self._open, self._reconnected)
+        self._reconnector = Reconnector("nats", self._open, self._reconnected, self.supervisor)
 
     # ---- connection ------------------------------------------------------------------
 
@@ -110,6 +110,9 @@ class NatsBroker(Broker):
                 self.url, name=f"tidings-{self.node}", connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=False, closed_cb=closed, error_cb=self._on_error,
                 ping_interval=PING_INTERVAL, max_outstanding_pings=2,
+                # One attempt, no pause: nats-py's defaults (60 attempts 2 s apart) hold a
+                # connect to a server that is down for two minutes, allow_reconnect or not.
+                max_reconnect_attempts=1, reconnect_time_wait=0,
             )
             kv = await self._open_bucket(nc)
         except BaseException as exc:
@@ -149,7 +152,14 @@ class NatsBroker(Broker):
         self._reconnector.lost(reason)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats: %s", exc)
+        if isinstance(exc, FAILURES):
+            log.warning("nats: %s", exc)
+        else:  # raised by our own message callback, caught by nats-py
+            self.supervisor.failed("nats-delivery", exc)
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and not self._reconnector.running
 
     def _connection(self) -> tuple[nats.NATS, KeyValue]:
         if self._nc is None or self._kv is None:

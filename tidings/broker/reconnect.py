@@ -6,16 +6,21 @@ hole (so `Broker._reconnected` can resubscribe and the hub can read the gap back
 store); publishing while the connection is down must fail at once instead of queueing
 somewhere for an unknown time; and a fleet of nodes must not hammer a broker that is
 restarting, which the libraries' fixed retry intervals would do.
+
+The loop runs under the broker's Supervisor: if the node's recovery raises something other
+than BrokerError, the failure is logged and counted and the whole loop runs again, so a
+reconnect never ends with the connection up and the gap unfilled. Closing is bounded, even
+while a client library is inside a connect attempt to a server that is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from tidings.broker.base import BrokerError
+from tidings.supervision import Supervisor, cancel_and_wait
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
@@ -34,10 +39,12 @@ class Reconnector:
     """
 
     def __init__(self, what: str, open: Callable[[], Awaitable[None]],
-                 restored: Callable[[], Awaitable[None]]):
+                 restored: Callable[[], Awaitable[None]],
+                 supervisor: Supervisor | None = None):
         self._what = what
         self._open = open
         self._restored = restored
+        self._supervisor = supervisor or Supervisor()
         self._task: asyncio.Task | None = None
         self._again = False
         self._closed = False
@@ -54,16 +61,12 @@ class Reconnector:
             self._again = True
             return
         log.warning("%s connection lost (%s); reconnecting", self._what, reason)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"tidings-{self._what}-reconnect"
-        )
+        self._task = self._supervisor.spawn(f"{self._what}-reconnect", self._run)
 
     async def close(self) -> None:
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         delay = FIRST_DELAY
@@ -75,9 +78,6 @@ class Reconnector:
             except BrokerError as exc:
                 log.warning("%s reconnect failed (%s); next try in %.1f s",
                             self._what, exc, delay)
-            except Exception:  # the node's own recovery failed; the connection is fine
-                log.exception("%s reconnected, but the node's recovery failed", self._what)
-                return
             else:
                 if not self._again:
                     log.info("%s connection restored", self._what)

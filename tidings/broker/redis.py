@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from tidings.broker.base import Broker, BrokerError
 from tidings.broker.reconnect import Reconnector
 from tidings.model import ClientInfo, NodeInfo
+from tidings.supervision import cancel_and_wait
 
 log = logging.getLogger("tidings.broker.redis")
 
@@ -119,7 +120,7 @@ class RedisBroker(Broker):
         self._pongs: deque[asyncio.Future] = deque()
         self._outgoing: list[tuple[bytes, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
-        self._reconnector = Reconnector("redis", self._open, self._reconnected)
+        self._reconnector = Reconnector("redis", self._open, self._reconnected, self.supervisor)
 
     def _name(self, channel: str) -> bytes:
         return self._channel_prefix + channel.encode()
@@ -141,10 +142,18 @@ class RedisBroker(Broker):
                 raise BrokerError(f"redis: cannot connect to {self.url}: {exc}") from exc
             raise
         self._sub = conn
+
+        def escalate(exc: BaseException) -> None:  # a reader that failed: new connection
+            self._lost(conn, exc)
+
         self._sub_tasks = [
-            asyncio.create_task(self._read(conn), name="tidings-redis-reader"),
-            asyncio.create_task(self._watch(conn), name="tidings-redis-health"),
+            self.supervisor.spawn("redis-reader", lambda: self._read(conn), on_failure=escalate),
+            self.supervisor.spawn("redis-health", lambda: self._watch(conn), on_failure=escalate),
         ]
+
+    @property
+    def connected(self) -> bool:
+        return self._sub is not None and not self._reconnector.running
 
     async def _drop(self) -> None:
         """Let go of the subscriber connection and everything waiting on it."""
@@ -161,9 +170,7 @@ class RedisBroker(Broker):
         await self._reconnector.close()
         await self._drop()
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait([self._sender])
         await self._client.aclose()
         await self._subscriber_pool.disconnect()
 
@@ -181,15 +188,11 @@ class RedisBroker(Broker):
                 waiter.set_exception(BrokerError(f"redis: connection lost: {reason}"))
 
     async def _read(self, conn: AbstractConnection) -> None:
+        """Take replies until the connection fails; anything else escalates (see _open)."""
         try:
             while True:
                 self._take(await conn.read_response())
-        except asyncio.CancelledError:
-            raise
         except (RedisError, OSError) as exc:
-            self._lost(conn, exc)
-        except Exception as exc:
-            log.exception("redis: unexpected failure reading subscriptions")
             self._lost(conn, exc)
 
     def _take(self, reply: object) -> None:
@@ -249,7 +252,9 @@ class RedisBroker(Broker):
         done = asyncio.get_running_loop().create_future()
         self._outgoing.append((self._name(channel), payload, done))
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_outgoing(), name="tidings-redis-pub")
+            # a failure is counted; its waiters are told, and the next publish starts anew
+            self._sender = self.supervisor.spawn("redis-publisher", self._send_outgoing,
+                                                 on_failure=lambda exc: None)
         await done
 
     async def _send_outgoing(self) -> None:

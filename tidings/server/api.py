@@ -7,7 +7,6 @@ Errors are `{"error": {"code": C, "message": "..."}}` with the codes of docs/pro
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
 import logging
@@ -20,6 +19,7 @@ from tidings import __version__
 from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
 from tidings.errors import ErrorCode, TidingsError
+from tidings.health import readiness
 from tidings.node import Node
 from tidings.server.keys import NODE
 from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
@@ -37,6 +37,7 @@ STATUS = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 503,
 }
 
 
@@ -204,15 +205,22 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 while the store answers; 503 otherwise (a load balancer then stops sending clients)."""
+    """Readiness (see tidings.health): 200 while ready, even degraded; 503 otherwise."""
     node = request.app[NODE]
-    if node.draining:
-        return _json({"status": "draining", "node": node.name}, 503)
-    try:
-        await asyncio.wait_for(node.store.positions([BROADCAST]), 2.0)
-    except (StoreError, asyncio.TimeoutError) as exc:
-        return _json({"status": "unavailable", "node": node.name, "problem": str(exc)}, 503)
-    return _json({"status": "ok", "node": node.name, "connections": len(node.sessions)})
+    state = await readiness(node)
+    body: dict = {"status": state.status, "node": node.name}
+    if state.ready:
+        body["connections"] = len(node.sessions)
+    if state.problems:
+        body["problems"] = state.problems
+    if state.status == "unavailable":
+        body["problem"] = "; ".join(state.problems)
+    return _json(body, 200 if state.ready else 503)
+
+
+async def live(request: web.Request) -> web.Response:
+    """200 whenever the node's event loop answers: a failure here means restart the process."""
+    return _json({"status": "live", "node": request.app[NODE].name})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -231,5 +239,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/disconnect", disconnect),
         web.get("/api/info", info),
         web.get("/health", health),
+        web.get("/health/ready", health),
+        web.get("/health/live", live),
         web.get("/metrics", metrics),
     ]

@@ -3,6 +3,12 @@
 aiohttp still reads the socket (it parses client frames, answers WebSocket pings) and owns
 the closing handshake; every frame the server sends to a client, it writes here itself, so
 the hub can write one frame object to thousands of transports without re-encoding it.
+
+Writing to a socket that is already gone must be harmless: a peer can reset its connection
+at any moment, and the session only learns of it when aiohttp's read loop ends. asyncio's
+own transports drop such writes, but uvloop's (the production loop) raise RuntimeError,
+which would crash whatever was writing: a drain at SIGTERM, or the outbox flush, leaving
+every later session of that tick unflushed. So every write checks the transport first.
 """
 
 from __future__ import annotations
@@ -18,16 +24,22 @@ CLOSE_GRACE = 2.0  # seconds a closing handshake may take before the socket is d
 
 
 class WebSocketConnection:
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport):
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
         self.ws = ws
-        self.transport = transport
+        # None when the peer was gone before the handshake finished: a closed socket
+        self.transport = transport or _GONE
         self.closing: asyncio.Task | None = None
-        # Bound methods of the transport itself: the fan-out loop calls these once per
-        # recipient, so no wrapper frame sits between the hub and the socket. Writing to a
-        # transport the peer already closed is a no-op (asyncio counts and drops it).
-        self.write = transport.write
-        self.writelines = transport.writelines
-        self.buffered = transport.get_write_buffer_size
+        self.buffered = self.transport.get_write_buffer_size
+
+    # Called once per session per event-loop tick (see tidings.outbox), not per recipient
+    # of a publication: the check costs little.
+    def write(self, frame: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def writelines(self, frames: list[bytes]) -> None:
+        if not self.transport.is_closing():
+            self.transport.writelines(frames)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -41,3 +53,19 @@ class WebSocketConnection:
         finally:
             if not self.transport.is_closing():
                 self.transport.abort()
+
+
+class _Gone:
+    """Stands in for the transport of a connection that vanished during its handshake."""
+
+    def is_closing(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def abort(self) -> None:
+        pass
+
+
+_GONE = _Gone()

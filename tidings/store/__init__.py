@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from tidings.store.base import RecoveryImpossible, Retention, Store, StoreError
+from tidings.store.base import OutcomeUnknown, RecoveryImpossible, Retention, Store, StoreError
 
-__all__ = ["RecoveryImpossible", "Retention", "Store", "StoreError", "open_store"]
+__all__ = ["OutcomeUnknown", "RecoveryImpossible", "Retention", "Store", "StoreError", "open_store"]
 
 
 def open_store(url: str, *, group_commit: bool = True) -> Store:

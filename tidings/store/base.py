@@ -7,6 +7,13 @@ is read back from here by offset.
 Appends go through group commit: requests that arrive while a batch is being written wait
 and are written together in the next batch, so a burst of N publishes costs one transaction
 and one fsync instead of N, and no publish is acknowledged before its batch is durable.
+
+A caller may bound its wait (`append(..., within=seconds)`). Past the bound, a request
+still queued is withdrawn, so the caller knows it was not stored (StoreError); one already
+inside a commit may yet be stored, so the caller hears OutcomeUnknown, which carries the
+request's future for whoever must act once the commit settles. `stalled_for()` tells how
+long the oldest outstanding work has waited, for health checks and for refusing new work
+at once while commits are stuck.
 """
 
 from __future__ import annotations
@@ -18,10 +25,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tidings.model import HistoryPage, Publication, StreamPosition
+from tidings.supervision import Supervisor
 
 
 class StoreError(Exception):
     """The store could not do what was asked (connection lost, disk full, ...)."""
+
+
+class CommitUnknown(StoreError):
+    """The database connection died while a batch was committing: it may be stored or not.
+
+    Said instead of a plain StoreError so that nobody is told "not stored" about a
+    publication whose COMMIT may have gone through just before the connection went.
+    """
+
+
+class OutcomeUnknown(Exception):
+    """A bounded append ran out of time while its batch was being committed.
+
+    The publication may or may not be stored; `late` resolves when that is known.
+    """
+
+    def __init__(self, waited: float, late: asyncio.Future):
+        super().__init__(f"no answer from the store within {waited:g} s")
+        self.late = late
 
 
 class RecoveryImpossible(Exception):
@@ -53,6 +80,7 @@ class AppendRequest:
     sender: str | None
     time: int
     future: asyncio.Future
+    queued: float = 0.0  # time.monotonic() when it was queued
 
 
 def now_ms() -> int:
@@ -68,6 +96,9 @@ class Store(ABC):
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._closing = False
+        self._committing_since: float | None = None
+        self.last_failure: str | None = None  # the latest failed commit's error, until one succeeds
+        self.supervisor = Supervisor()  # runs the writer (and a backend's own loops)
         self.batches_committed = 0
         self.publications_committed = 0
 
@@ -75,13 +106,14 @@ class Store(ABC):
 
     async def start(self) -> None:
         await self._open()
-        self._writer = asyncio.create_task(self._write_loop(), name="tidings-store-writer")
+        self._writer = self.supervisor.spawn("store-writer", self._write_loop)
 
     async def close(self) -> None:
         self._closing = True
         self._wakeup.set()
         if self._writer is not None:
-            await self._writer
+            await asyncio.wait({self._writer})
+        await self.supervisor.stop()
         await self._close()
 
     # ---- the interface ---------------------------------------------------------------
@@ -94,16 +126,40 @@ class Store(ABC):
         retention: Retention,
         source: str | None = None,
         sender: str | None = None,
+        within: float | None = None,
     ) -> Publication:
-        """Store one publication; returns it with its offset once its batch is durable."""
+        """Store one publication; returns it with its offset once its batch is durable.
+
+        With `within`, answers within that many seconds: StoreError if it was not stored
+        (refused at once while commits have been stalled longer than `within`, or withdrawn
+        from the queue), OutcomeUnknown if its batch was still being committed.
+        """
         if self._closing:
             raise StoreError("store is closing")
+        if within is not None and (stalled := self.stalled_for()) > within:
+            raise StoreError(f"store commits stalled for {stalled:.1f} s: not stored")
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            AppendRequest(channel, data, retention, source, sender, now_ms(), future)
-        )
+        request = AppendRequest(channel, data, retention, source, sender, now_ms(), future,
+                                time.monotonic())
+        self._pending.append(request)
         self._wakeup.set()
-        return await future
+        if within is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), within)
+        except asyncio.TimeoutError:
+            if request in self._pending:
+                self._pending.remove(request)
+                future.cancel()
+                raise StoreError(f"store did not commit within {within:g} s: not stored") from None
+            raise OutcomeUnknown(within, future) from None
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest unfinished work (a commit under way, a queued append) has waited."""
+        started = [self._pending[0].queued] if self._pending else []
+        if self._committing_since is not None:
+            started.append(self._committing_since)
+        return time.monotonic() - min(started) if started else 0.0
 
     async def history(
         self, channel: str, *, limit: int, since: int | None = None, reverse: bool = False
@@ -171,14 +227,19 @@ class Store(ABC):
                 continue
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
+            self._committing_since = batch[0].queued
             try:
                 pubs = await self._commit(batch)
             except Exception as exc:  # the whole batch failed: every waiter hears why
                 error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                self.last_failure = str(error)
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
+            finally:
+                self._committing_since = None
+            self.last_failure = None
             self.batches_committed += 1
             self.publications_committed += len(batch)
             for request, pub in zip(batch, pubs):

@@ -6,7 +6,9 @@ URL: `postgresql://user:password@host:5432/database[?schema=name]`.
   made the connections' `search_path`): several deployments, or throwaway test runs, can
   share one database. Names are lower-case letters, digits and `_`.
 - Every other query parameter is a server setting for the connections (e.g.
-  `application_name=node-3`; the default application name is `tidings`).
+  `application_name=node-3`; the default application name is `tidings`; `lock_timeout`
+  defaults to 10 s, so a batch stuck behind someone else's table lock fails plainly, as not
+  stored, instead of waiting out the 30 s command timeout).
 
 Offsets stay gap-free when several nodes append to one channel at once: a batch locks the
 rows of its channels (in sorted order, so two batches cannot deadlock) with
@@ -32,11 +34,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from tidings.model import Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError, now_ms
+from tidings.store.base import AppendRequest, CommitUnknown, Store, StoreError, now_ms
 
 SCHEMA_VERSION = 1
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
 COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
+LOCK_TIMEOUT = "10s"  # a statement waiting longer on a lock fails: its batch is known unstored
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # MIGRATIONS[n] takes the schema from version n - 1 to n; add new steps, never edit old ones.
@@ -115,14 +118,15 @@ def _connection_loss(exc: BaseException) -> BaseException | None:
 
 
 @contextlib.contextmanager
-def _failures(action: str) -> Iterator[None]:
-    """Turn driver errors into StoreError, saying plainly when the connection was lost."""
+def _failures(action: str, lost_error: type[StoreError] = StoreError) -> Iterator[None]:
+    """Turn driver errors into StoreError, saying plainly when the connection was lost
+    (as `lost_error`: CommitUnknown for a commit, whose outcome a lost connection hides)."""
     try:
         yield
     except (*CONNECTION_LOST, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         lost = _connection_loss(exc)
         if lost is not None:
-            raise StoreError(
+            raise lost_error(
                 f"postgresql: database unreachable or connection lost while {action} "
                 f"({type(lost).__name__}: {lost})"
             ) from exc
@@ -141,6 +145,8 @@ class PostgresStore(Store):
 
     async def _open(self) -> None:
         settings = {"synchronous_commit": "on"}
+        if "lock_timeout" not in dict(parse_qsl(urlsplit(self.dsn).query)):
+            settings["lock_timeout"] = LOCK_TIMEOUT
         if self.schema:
             settings["search_path"] = self.schema
         with _failures("opening the store"):
@@ -211,7 +217,7 @@ class PostgresStore(Store):
         counts = [len(by_channel[channel]) for channel in channels]
         pubs: list[Publication | None] = [None] * len(batch)
         rows, trims = [], []
-        with _failures("appending"):
+        with _failures("appending", CommitUnknown):
             async with self._pool_or_fail().acquire() as conn, conn.transaction():
                 tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
                 for record in tops:

@@ -80,7 +80,7 @@ class SQLiteStore(Store):
     async def _open(self) -> None:
         await self._on(self._write_thread, self._open_sync)
         self._checkpoint_conn = await self._on(self._checkpoint_thread, _connect, self.path)
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
+        self._checkpointer = self.supervisor.spawn("sqlite-checkpoint", self._checkpoint_loop)
 
     async def _checkpoint_loop(self) -> None:
         while True:

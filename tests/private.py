@@ -1,0 +1,73 @@
+"""Broker servers of a test's own on spare ports, to stop, kill and restart at will.
+
+The shared Redis and NATS on the standard ports are never stopped: other test runs use them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, up: bool = True, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            if up:
+                return
+        except OSError:
+            if not up:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not go {'up' if up else 'down'}")
+
+
+class PrivateServer:
+    """A redis-server or nats-server (with JetStream) of our own on a spare port."""
+
+    def __init__(self, kind: str):
+        assert kind in ("redis", "nats")
+        self.kind = kind
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"tidings-{kind}-")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if self.kind == "redis":
+            command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", self.dir]
+        else:
+            command = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js",
+                       "-sd", self.dir]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.kind == "redis":
+            subprocess.run(["redis-cli", "-p", str(self.port), "SHUTDOWN", "NOSAVE"],
+                           capture_output=True, timeout=10)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        wait_port(self.port, up=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
