@@ -66,7 +66,6 @@ def _probe_paths() -> list[str]:
     return [_container()[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")]
 
 
-@pytest.mark.xfail(strict=True, reason="/health/live and /health/ready come with branch resilience")
 async def test_every_probe_path_answers_200_on_a_running_node(server):
     async with aiohttp.ClientSession() as http:
         for path in _probe_paths():
