@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 
 import aiohttp
-import pytest
 import yaml
 
 from tidings.auth import check_exposure
