@@ -30,6 +30,7 @@ from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
 from tidings.store import Retention, Store, open_store
 from tidings.store.base import now_ms
+from tidings.voice import VoiceRelay
 
 log = logging.getLogger("tidings.node")
 
@@ -45,6 +46,7 @@ class Node:
         self.store = store or open_store(settings.store, group_commit=settings.group_commit)
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
+        self.voice = VoiceRelay(self.hub, settings, self.name)
         self.outbox = Outbox()
         self.auth = Authenticator(settings)
         self.started = now_ms()
@@ -64,6 +66,9 @@ class Node:
             "store_batches_total": lambda: self.store.batches_committed,
             "store_publications_total": lambda: self.store.publications_committed,
             "gaps_filled_total": lambda: self.hub.gaps_filled,
+            "voice_frames_relayed_total": lambda: self.voice.relayed,
+            "voice_frames_dropped_total": lambda: self.voice.dropped,
+            "voice_frames_refused_total": lambda: self.voice.refused,
         })
         self._loops: list[asyncio.Task] = []
         self._tasks: set[asyncio.Task] = set()
@@ -100,6 +105,7 @@ class Node:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        self.voice.close()
         await self.hub.close()
         await self.broker.close()
         await self.store.close()
