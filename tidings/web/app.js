@@ -338,7 +338,7 @@ function voiceView(main) {
       vr.whisperText(target.value, text);
       whispers.append(h("li", { class: "mine" }, h("span", { class: "who" }, t("whisperToYou", { user: target.value })), h("span", { class: "text" }, text)));
     }, "whisper-input");
-    pane.replaceChildren(h("h2", {}, `🔊 ${room}`), h("div", { class: "controls" }, mute), members, stats,
+    pane.replaceChildren(h("h2", {}, `${t("voiceRoom")}: ${room}`), h("div", { class: "controls" }, mute), members, stats,
       h("h3", {}, t("whispers")), h("div", { class: "whisper" }, h("label", { for: "whisper-to" }, t("whisperTo")), target, ptt), line, whispers);
     await vr.start();
     const p = await client.presence(`voice:${room}`).catch(() => ({ clients: {} }));
