@@ -56,6 +56,7 @@ const TABS = [
   { id: "rooms", label: "tabRooms", render: roomsView },
   { id: "direct", label: "tabDirect", render: directView },
   { id: "voice", label: "tabVoice", render: voiceView },
+  { id: "inbox", label: "tabInbox", render: inboxView },
 ];
 
 let statusEl, mainEl;
@@ -348,6 +349,38 @@ function voiceView(main) {
 
   // leaving the tab leaves the voice room (the microphone is not kept open out of sight)
   return () => { voice?.room.stop(); voice = null; };
+}
+
+// ---- the message center ------------------------------------------------------------------
+// Sources with unread badges, each source's messages, mark read; counts follow other tabs
+// and devices through the node's `inbox` pushes.
+
+function inboxView(main) {
+  const sources = h("ul", { class: "roomlist", id: "inbox-sources" });
+  const pane = h("section", { class: "pane" });
+  main.append(h("aside", {}, h("h3", {}, t("sources")), sources), pane);
+  let current = store.get("source", null), counts = null;
+  const drawSources = () => sources.replaceChildren(...Object.entries(counts?.sources || {}).map(([name, c]) =>
+    h("li", { class: name === current ? "current" : "", "data-source": name },
+      h("button", { class: "room", onclick: () => open(name) }, name,
+        c.unread ? h("span", { class: "badge unread", "data-unread": c.unread }, String(c.unread)) : null))));
+  async function open(source) {
+    current = source;
+    store.set("source", source);
+    drawSources();
+    const page = await client.inbox({ source, limit: 50 });
+    const list = h("ol", { class: "messages", id: "inbox-messages" }, page.messages.map((m) =>
+      h("li", { "data-offset": m.offset, class: m.read ? "read" : "unread" },
+        h("span", { class: "text" }, textOf(m.data)),
+        m.read ? h("span", {}, "") : h("button", { class: "mark-read", onclick: () => client.read({ offset: m.offset }).then(() => open(source)) }, t("markRead")))));
+    pane.replaceChildren(h("h2", {}, source), h("button", { id: "read-all", onclick: () => client.read({ source }).then(() => open(source)) }, t("markAllRead")), list);
+  }
+  const offCounts = client.on("inbox", (c) => { counts = c; drawSources(); if (current) open(current); });
+  const offPub = client.personal?.on("publication", (pub) => { if (pub.source) client.inbox({ limit: 1 }).catch(() => {}); });
+  const load = () => client.inbox({ limit: 1 }).then((c) => { counts = c; drawSources(); if (current || Object.keys(c.sources)[0]) open(current || Object.keys(c.sources)[0]); })
+    .catch((e) => pane.replaceChildren(h("p", { class: "empty" }, t("error", { code: e.code, message: e.reason }))));
+  if (client.state === "connected") load(); else client.once("connected").then(load);
+  return () => { offCounts(); offPub?.(); };
 }
 
 // ---- boot ---------------------------------------------------------------------------------

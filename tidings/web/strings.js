@@ -47,6 +47,10 @@ export const STRINGS = {
     you: "you",
     error: "Error {code}: {message}",
     nobody: "nobody else here yet",
+    tabInbox: "Messages",
+    sources: "Sources",
+    markRead: "Mark read",
+    markAllRead: "Mark all read",
   },
   zh: {
     title: "Tidings",
@@ -94,6 +98,10 @@ export const STRINGS = {
     you: "我",
     error: "错误 {code}:{message}",
     nobody: "还没有其他人",
+    tabInbox: "消息中心",
+    sources: "来源",
+    markRead: "标为已读",
+    markAllRead: "全部标为已读",
   },
 };
 

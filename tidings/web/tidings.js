@@ -700,6 +700,7 @@ export class Client extends Emitter {
 
   _frame(msg) {
     if (msg.disconnect) { this.emit("disconnect", msg.disconnect); return; }
+    if (msg.inbox) { this._inboxCounts(msg.inbox); return; }
     if (msg.error) { this.emit("error", new TidingsError(msg.error.code, msg.error.message)); return; }
     const body = msg.pub || msg.join || msg.leave || msg.speaking || msg.silent;
     if (!body) return;
@@ -765,6 +766,28 @@ export class Client extends Emitter {
   }
 
   presence(channel) { return this.call("presence", { channel }); }
+
+  // ---- the message center (docs/message-center.md) -------------------------------------
+  // Each reply carries the inbox counts; they and `inbox` pushes from the user's other
+  // connections emit `inbox` with the counts of the highest version seen.
+
+  inbox(params = {}) { return this._counted(this.call("inbox", params)); }
+  read(params) { return this._counted(this.call("read", params)); }
+  unread(offset) { return this._counted(this.call("unread", { offset })); }
+  seen(source) { return this._counted(this.call("seen", source ? { source } : {})); }
+  archive(offset) { return this._counted(this.call("archive", { offset })); }
+
+  async _counted(reply) {
+    const result = await reply;
+    if (result.version !== undefined && result.sources && result.unread !== undefined) this._inboxCounts(result);
+    return result;
+  }
+
+  _inboxCounts(counts) {
+    if (this._inboxVersion !== undefined && counts.version < this._inboxVersion) return;
+    this._inboxVersion = counts.version;
+    this.emit("inbox", counts);
+  }
 
   /**
    * One voice frame on `channel` (a Uint8Array Opus packet, PCM, or a string for TEXT);
