@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install the JavaScript clients the test suite drives (tests/js: stompjs, sockjs-client,
 # centrifuge, ws, playwright-core) from the committed lockfile, with the machine's Node.
-# Installs Node and npm from Debian first if they are missing. Skips npm when the lockfile
-# has not changed since the last install.
+# Installs Node and npm from Debian first if they are missing, and Debian's Chromium (the
+# browser the page's tests drive; browser downloads are not used). Skips npm when the
+# lockfile has not changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/js"
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 stamp=node_modules/.tidings-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then

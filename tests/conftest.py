@@ -45,12 +45,16 @@ class Client:
         self.replies: dict[int, asyncio.Future] = {}
         self.pushes: asyncio.Queue = asyncio.Queue()
         self.errors: asyncio.Queue = asyncio.Queue()  # error frames without id
+        self.binary: asyncio.Queue = asyncio.Queue()  # binary (voice) frames
         self.reader = asyncio.create_task(self._read())
         self.connect_result: dict = {}
 
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for frame in self.ws:
+                if isinstance(frame, bytes):
+                    self.binary.put_nowait(frame)
+                    continue
                 if frame == "pong":
                     self.pushes.put_nowait({"pong": "text"})
                     continue

@@ -216,3 +216,16 @@ def test_empty_secrets_are_refused():
     for name in ("jwt_secret", "api_key"):
         with pytest.raises(ConfigError, match=name):
             load_settings(**{name: ""})
+
+
+def test_voice_limits_come_from_nested_variables(monkeypatch):
+    monkeypatch.setenv("TIDINGS_VOICE__FRAMES_PER_SECOND", "60")
+    settings = load_settings(None)
+    assert settings.voice.frames_per_second == 60
+    assert settings.voice.max_frame_bytes == 4096
+    assert settings.namespaces["voice"].binary and not settings.namespaces["room"].binary
+
+
+def test_a_binary_namespace_that_keeps_history_is_refused():
+    with pytest.raises(ConfigError, match="binary needs history_size = 0"):
+        load_settings(None, namespaces={"talk": {"binary": True}})

@@ -42,10 +42,33 @@ class Namespace(BaseModel):
     """Who may subscribe: any user, only the user the channel is named after, or nobody explicitly."""
     recovery_max: int = Field(10_000, ge=0)
     """Most publications one recovery returns; a client that missed more must reload history."""
+    binary: bool = False
+    """Members may send binary voice frames (docs/protocol.md); only for ephemeral namespaces."""
 
     @property
     def stored(self) -> bool:
         return self.history_size > 0
+
+    @model_validator(mode="after")
+    def _binary_is_ephemeral(self) -> "Namespace":
+        if self.binary and self.stored:
+            raise ValueError("binary needs history_size = 0: voice frames are never stored")
+        return self
+
+
+class VoiceSettings(BaseModel):
+    """Limits of the voice relay (binary frames on namespaces with `binary = true`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_frame_bytes: int = Field(4096, ge=64)
+    """A voice frame, header included, must be at most this long, else error 130."""
+    frames_per_second: float = Field(100, gt=0)
+    """Voice frames one connection may send per second (a burst of one second's worth)."""
+    listener_backlog_bytes: int = Field(65536, ge=0)
+    """A listener with more unsent bytes than this misses voice frames instead of queueing them."""
+    speaking_timeout: float = Field(0.3, gt=0)
+    """Seconds without audio from a member before the node says they stopped speaking."""
 
 
 class Resilience(BaseModel):
@@ -67,7 +90,7 @@ DEFAULT_NAMESPACES: dict[str, dict] = {
     "user": {"history_size": 1000, "subscribe": "owner", "publish": "anyone"},
     "room": {"history_size": 1000, "presence": True, "join_leave": True},
     "broadcast": {"history_size": 100, "publish": "server", "subscribe": "server"},
-    "voice": {"history_size": 0, "presence": True, "join_leave": True},
+    "voice": {"history_size": 0, "presence": True, "join_leave": True, "binary": True},
 }
 
 
@@ -106,6 +129,7 @@ class Settings(BaseSettings):
 
     namespaces: dict[str, Namespace] = Field(default_factory=dict)
     resilience: Resilience = Field(default_factory=Resilience)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
 
     @model_validator(mode="before")
     @classmethod

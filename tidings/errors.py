@@ -25,6 +25,11 @@ class ErrorCode(IntEnum):
     UNAVAILABLE = 111
     LIMIT_EXCEEDED = 112
     OUTCOME_UNKNOWN = 113  # the store did not answer in time: retry with the same idempotency key
+    # binary voice frames (docs/protocol.md, Voice frames); the frame is dropped
+    NOT_VOICE_CHANNEL = 128
+    NOT_A_MEMBER = 129
+    VOICE_FRAME_TOO_LARGE = 130
+    VOICE_RATE_LIMITED = 131
 
 
 class CloseCode(IntEnum):
@@ -44,6 +49,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4501
     FORCE_DISCONNECTED = 4502
     TOO_MANY_ERRORS = 4503
+    BAD_VOICE_FRAME = 4510
 
 
 class TidingsError(Exception):

@@ -48,6 +48,12 @@ class Subscriber(Protocol):
     def lost_sync(self, channel: str) -> None:
         """The hub cannot deliver `channel` without a hole: end the session so it recovers."""
 
+    user: str
+    """Whose connection this is (a whisper goes to one user's connections only)."""
+
+    def write_droppable(self, frame: bytes) -> bool:
+        """Queue a frame that may be lost (voice); False when dropped because it is behind."""
+
 
 @dataclass(eq=False)
 class ChannelState:
@@ -251,6 +257,32 @@ class Hub:
                     self._add_live(state, sub)
                     delivered += 1
         self.deliveries += delivered
+
+    # ---- binary relay (voice) --------------------------------------------------------
+
+    def relay(self, channel: str, frame: bytes, *, exclude: object = None,
+              to_user: str | None = None) -> tuple[int, int]:
+        """One binary frame of an ephemeral channel to its live subscribers, never stored.
+
+        The same `frame` bytes go to every recipient but `exclude` (the sender), or only to
+        the connections of `to_user` (a whisper). A listener that is behind loses the frame
+        rather than queueing it ahead of its text (see Session.write_droppable).
+        Returns (delivered, dropped).
+        """
+        state = self.channels.get(channel)
+        if state is None or state.stored or not state.ready.done():
+            return 0, 0
+        delivered = dropped = 0
+        for members in state.groups.values():
+            for sub in members:
+                if sub is exclude or (to_user is not None and sub.user != to_user):
+                    continue
+                if sub.write_droppable(frame):
+                    delivered += 1
+                else:
+                    dropped += 1
+        self.deliveries += delivered
+        return delivered, dropped
 
     # ---- gaps ------------------------------------------------------------------------
 

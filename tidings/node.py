@@ -32,6 +32,7 @@ from tidings.presence import PresenceMap
 from tidings.store import OutcomeUnknown, Retention, Store, open_store
 from tidings.store.base import CommitUnknown, now_ms
 from tidings.supervision import Supervisor
+from tidings.voice import VoiceRelay
 
 log = logging.getLogger("tidings.node")
 
@@ -47,6 +48,7 @@ class Node:
         self.store = store or open_store(settings.store, group_commit=settings.group_commit)
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
+        self.voice = VoiceRelay(self.hub, settings, self.name)
         self.outbox = Outbox()
         self.auth = Authenticator(settings)
         self.started = now_ms()
@@ -69,6 +71,9 @@ class Node:
             "broker_subscriptions": lambda: len(self.broker.subscriptions),
             "tasks": lambda: len(asyncio.all_tasks()),
             "event_loop_lag_max_seconds": lambda: self.loop_lag.worst,
+            "voice_frames_relayed_total": lambda: self.voice.relayed,
+            "voice_frames_dropped_total": lambda: self.voice.dropped,
+            "voice_frames_refused_total": lambda: self.voice.refused,
         }, restarts=self._restarts)
         self.supervisor = Supervisor()  # the node's periodic loops
         self.loop_lag = LoopLag(self.metrics.loop_lag, settings.resilience.loop_lag_interval)
@@ -104,6 +109,7 @@ class Node:
         if not self.draining:
             await self.drain()
         await self.supervisor.stop()
+        self.voice.close()
         await self.hub.close()
         await self.broker.close()
         await self.store.close()

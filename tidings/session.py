@@ -65,6 +65,8 @@ class Session:
         self._holding = False
         self._held_from = 0
         self._max_outgoing = node.settings.max_outgoing_bytes
+        self._voice_backlog = node.settings.voice.listener_backlog_bytes
+        self.voice_dropped = 0  # voice frames this listener lost because it was behind
         node.attach(self)
         bind_session(self)  # lines logged while serving this connection name it
 
@@ -77,6 +79,18 @@ class Session:
         if not self._out and not self._holding:
             self.node.outbox.mark(self)
         self._out.append(frame)
+
+    def write_droppable(self, frame: bytes) -> bool:
+        """A voice frame: dropped (False) rather than queued behind unsent output.
+
+        Voice is worth nothing late, and a frame queued on a slow socket would sit ahead of
+        the text that follows it; a listener that is behind loses voice, never chat.
+        """
+        if self.closed or self._holding or self.conn.buffered() > self._voice_backlog:
+            self.voice_dropped += 1
+            return False
+        self.write(frame)
+        return True
 
     def flush(self) -> None:
         """Write what was queued this tick in one go (see tidings.outbox)."""

@@ -244,11 +244,11 @@ async def _next_error(client):
             return message
 
 
-async def test_binary_frame_closes_with_unsupported_data(server):
+async def test_binary_frame_that_is_no_voice_frame_closes_with_4510(server):
     alice, bob = await server.client("alice"), await server.client("bob")
     await alice.ws.send(b"\x00\x01binary")
     code, _ = await alice.closed()
-    assert code == CloseCode.UNSUPPORTED_DATA
+    assert code == CloseCode.BAD_VOICE_FRAME
     await bob.call("subscribe", {"channel": "room:fine"})  # others are unaffected
 
 
@@ -364,11 +364,11 @@ async def test_websocket_level_pings_keep_a_silent_client_alive(make_server):
         await client.call("subscribe", {"channel": "room:still-here"})
 
 
-async def test_binary_frame_disconnect_push_says_do_not_reconnect(server):
+async def test_bad_binary_frame_disconnect_push_says_do_not_reconnect(server):
     alice = await server.client("alice")
     await alice.ws.send(b"\x00binary")
     notice = await alice.push("disconnect")
-    assert notice["code"] == CloseCode.UNSUPPORTED_DATA and notice["reconnect"] is False
+    assert notice["code"] == CloseCode.BAD_VOICE_FRAME and notice["reconnect"] is False
 
 
 async def test_ephemeral_subscribe_with_a_position_claims_no_recovery(server):

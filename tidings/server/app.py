@@ -11,21 +11,15 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import api, native
+from tidings.server import api, native, page
 from tidings.server.keys import NODE
 
 log = logging.getLogger("tidings.server")
 
-INDEX = """<!doctype html><meta charset="utf-8"><title>Tidings</title>
-<h1>Tidings {version}</h1><p>Node <b>{node}</b> is up.</p>
-<ul><li>native protocol: <code>/ws</code></li><li>server API: <code>/api/</code></li>
-<li><a href="/health">/health</a></li><li><a href="/metrics">/metrics</a></li></ul>"""
-
-
 def make_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=api.MAX_BODY, middlewares=[api.api_errors])
     app[NODE] = node
-    app.add_routes([web.get("/ws", native.handle), web.get("/", index), *api.routes()])
+    app.add_routes([web.get("/ws", native.handle), *page.routes(), *api.routes()])
 
     async def start(app: web.Application) -> None:
         await node.start()
@@ -36,12 +30,6 @@ def make_app(node: Node) -> web.Application:
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
     return app
-
-
-async def index(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    return web.Response(text=INDEX.format(version=__version__, node=node.name),
-                        content_type="text/html")
 
 
 async def serve(node: Node, *, reuse_port: bool = False) -> None:

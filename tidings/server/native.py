@@ -13,7 +13,9 @@ from tidings.server.keys import NODE
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
 from tidings.server.connection import WebSocketConnection
+from tidings.protocol.voice import VoiceFormatError
 from tidings.session import Session
+from tidings.voice import VoiceInput
 
 log = logging.getLogger("tidings.native")
 
@@ -53,6 +55,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     errors = 0
+    voice = VoiceInput(node.voice, session)
     try:
         async for msg in ws:
             session.seen()
@@ -64,7 +67,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.BINARY:
-                session.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted here")
+                _on_binary(session, voice, msg.data)
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
@@ -100,6 +103,16 @@ async def _on_text(session: Session, text: str) -> bool:
     session.release()
     metrics.count(metrics.commands, command.method, "ok")
     return True
+
+
+def _on_binary(session: Session, voice: VoiceInput, data: bytes) -> None:
+    """A voice frame (docs/protocol.md, Voice frames): relayed, refused with a code, or fatal."""
+    try:
+        voice.receive(data)
+    except TidingsError as exc:
+        _reply_error(session, None, exc.code, exc.message, "voice")
+    except VoiceFormatError as exc:
+        session.close(CloseCode.BAD_VOICE_FRAME, f"bad voice frame: {exc}")
 
 
 def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:

@@ -1,0 +1,60 @@
+"""Voice rooms in a real browser: fake microphones, Opus through WebCodecs, AudioWorklet."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.web.conftest import screenshot, signed_in
+
+USERS = ("va", "vb", "vc")
+
+
+async def joined_voice(browser, server, user):
+    # bypass_csp: Playwright evaluates its wait predicates as strings, which the CSP forbids
+    page = await signed_in(await browser.new_context(permissions=["microphone"], bypass_csp=True), server, user)
+    await page.click("#tab-voice")
+    await page.fill("#voice-name", "huddle")
+    await page.press("#voice-name", "Enter")
+    await page.wait_for_function("window.tidingsVoiceStats && window.tidingsVoiceStats.codec !== 'none'")
+    return page
+
+
+async def stats(page) -> dict:
+    return await page.evaluate("window.tidingsVoiceStats")
+
+
+async def test_three_members_hear_each_other_and_a_whisper_reaches_only_its_target(server, browser):
+    pages = [await joined_voice(browser, server, user) for user in USERS]
+    for page, user in zip(pages, USERS):
+        others = [u for u in USERS if u != user]
+        # each member's frames arrive, decode and are not silent (the fake device beeps)
+        await page.wait_for_function(
+            "(others) => others.every((u) => (window.tidingsVoiceStats.audible[u] || 0) >= 20)",
+            arg=others, timeout=20000)
+        got = await stats(page)
+        assert got["codec"] == "opus", got
+        assert set(got["received"]) == set(others)
+        for other in others:
+            assert got["decoded"][other] >= 20
+    await expect(pages[1].locator('#voice-members li[data-user="va"]')).to_have_attribute(
+        "data-speaking", "true")
+    await screenshot(pages[0], "voice")
+
+    # a whispered line and push-to-talk audio from va to vb only
+    va, vb, vc = pages
+    await va.select_option("#whisper-to", "vb")
+    await va.fill("#whisper-input", "only for vb")
+    await va.press("#whisper-input", "Enter")
+    await expect(vb.locator("#whispers .text")).to_have_text(["only for vb"])
+    await expect(vb.locator("#whispers .who")).to_have_text(["va whispers"])
+    await va.click("#mute")  # muted: only the whisper goes out
+    before = {p: (await stats(p))["received"].get("va", 0) for p in (vb, vc)}
+    await va.focus("#ptt")
+    await va.keyboard.down(" ")
+    await vb.wait_for_function(f"window.tidingsVoiceStats.received.va >= {before[vb] + 25}",
+                               timeout=10000)
+    await va.keyboard.up(" ")
+    await va.wait_for_timeout(300)
+    assert (await stats(vc))["received"].get("va", 0) <= before[vc] + 3  # in flight at mute
+    assert await vc.locator("#whispers li").count() == 0
+    await screenshot(vb, "voice-whisper")
