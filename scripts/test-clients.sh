@@ -10,9 +10,11 @@ if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ ! -x /usr/bin/chromium ]; then
+# Debian's Chromium for the browser tests, and a CJK font so the Chinese UI's screenshots
+# show its text rather than empty boxes.
+if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 stamp=node_modules/.tidings-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
