@@ -11,14 +11,14 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import api, native, stomp
+from tidings.server import api, native, sockjs, stomp
 from tidings.server.keys import NODE
 
 log = logging.getLogger("tidings.server")
 
 INDEX = """<!doctype html><meta charset="utf-8"><title>Tidings</title>
 <h1>Tidings {version}</h1><p>Node <b>{node}</b> is up.</p>
-<ul><li>native protocol: <code>/ws</code></li><li>STOMP: <code>/stomp</code></li><li>server API: <code>/api/</code></li>
+<ul><li>native protocol: <code>/ws</code></li><li>STOMP: <code>/stomp</code>, SockJS <code>/sockjs</code></li><li>server API: <code>/api/</code></li>
 <li><a href="/health">/health</a></li><li><a href="/metrics">/metrics</a></li></ul>"""
 
 
@@ -27,6 +27,7 @@ def make_app(node: Node) -> web.Application:
     app[NODE] = node
     app.add_routes([web.get("/ws", native.handle), web.get("/", index), *api.routes()])
     stomp.setup(app)
+    sockjs.setup(app)
 
     async def start(app: web.Application) -> None:
         await node.start()

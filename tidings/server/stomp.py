@@ -6,6 +6,8 @@ hold several frames or part of one); every frame the server sends is one text me
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import WSMsgType, web
 
 from tidings.errors import CloseCode
@@ -52,16 +54,19 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def serve_websocket(ws: web.WebSocketResponse, stomp: StompConnection) -> None:
-    """Feed every message of `ws` to `stomp` until the socket closes."""
+async def serve_websocket(ws: web.WebSocketResponse, stomp: StompConnection,
+                          unwrap: Callable[[bytes], bytes] = lambda data: data) -> None:
+    """Feed every message of `ws` (its STOMP bytes, as `unwrap` finds them) to `stomp`."""
     if stomp.node.draining:
         stomp.session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                await stomp.receive(msg.data.encode())
-            elif msg.type == WSMsgType.BINARY:
-                await stomp.receive(msg.data)
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+                try:
+                    await stomp.receive(unwrap(data))
+                except ValueError as exc:  # a transport's own framing was broken
+                    stomp.session.close(CloseCode.TOO_MANY_ERRORS, str(exc))
             elif msg.type == WSMsgType.PING:
                 stomp.session.seen()
                 await ws.pong(msg.data)

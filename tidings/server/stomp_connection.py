@@ -98,7 +98,7 @@ class Subscription:
     key: FrameKey
     shared: SharedChannelSubscription | None = None  # on user:<me> or broadcast
     ledger: AckLedger | None = None
-    replies: str | None = None  # /user/queue/<method>: where /app/<method> answers
+    replies_only: bool = False  # /user/queue/<method> of an /app method: no direct messages
 
 
 class StompConnection:
@@ -258,7 +258,7 @@ class StompConnection:
         try:
             try:
                 if isinstance(target, OwnQueue) and target.name in APP_METHODS:
-                    sub.replies = target.destination
+                    sub.replies_only = True
                     pubs, position = [], None
                 elif channel in (BROADCAST, user_channel(self.session.user)):
                     pubs, position = await self._subscribe_shared(sub, frames, since)
@@ -360,7 +360,7 @@ class StompConnection:
             raise StompError(f"no subscription {sub_id!r}", receipt)
         if sub.shared is not None:
             self.codec.remove(sub.shared)
-        elif sub.replies is None:
+        elif not sub.replies_only:
             try:
                 await self.session.unsubscribe(sub.channel)
             except TidingsError as exc:
@@ -414,7 +414,7 @@ class StompConnection:
         correlation = frame.header("correlation-id")
         destination = destinations.OWN_QUEUE + method
         for sub in self.subscriptions.values():
-            if sub.replies != destination:
+            if sub.destination != destination:
                 continue
             ident = f"r{next(self._reply_ids)}.{sub.id}"
             headers = [("destination", destination), ("subscription", sub.id),
