@@ -137,6 +137,15 @@ class StompJs:
     async def messages(self, count: int, timeout: float = 10) -> list[dict]:
         return [await self.event("message", timeout) for _ in range(count)]
 
+    async def subscribe(self, destination: str, *, wait: bool = True, **options) -> None:
+        """SUBSCRIBE with a receipt, and (with `wait`) until the server has it."""
+        receipt = f"sub-{destination}-{time.monotonic()}"
+        await self.do("receipt", id=receipt)
+        headers = {**options.pop("headers", {}), "receipt": receipt}
+        await self.do("subscribe", destination=destination, headers=headers, **options)
+        if wait:
+            await self.event("receipt")
+
     async def no_message(self, wait: float = 0.5) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             event = await self.event("message", wait)

@@ -16,7 +16,7 @@ Over HTTP the frames wait in the session while no request is open, counted again
 same `max_outgoing_bytes` as every other connection (4004 past it); a session without a
 receiving request for `sockjs_disconnect_delay` seconds is closed. Frames are encoded once
 for each transport kind: every streaming session gets the same chunk bytes, every polling
-session the same JSON strings, joined into one array per response.
+session the same JSON strings (each after a comma), joined into one array per response.
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class StreamingFraming:
 
 
 class PollingFraming:
+    """`,"<message>"`: frames a session writes together still join into one poll's array."""
+
     def wrap(self, frame: bytes) -> bytes:
-        return sockjs.message(frame.decode())
+        return b"," + sockjs.message(frame.decode())
 
 
 WEBSOCKET, STREAMING, POLLING = WebSocketFraming(), StreamingFraming(), PollingFraming()
@@ -91,6 +93,11 @@ class Receiver:
         self.last_write = time.monotonic()
         self.done = asyncio.Event()
 
+    @property
+    def gone(self) -> bool:
+        """The client closed the request (its socket is closing or already dropped)."""
+        return self.transport is None or self.transport.is_closing()
+
 
 class HttpSession:
     """A SockJS session over HTTP: the Connection its STOMP session writes to."""
@@ -113,21 +120,24 @@ class HttpSession:
 
     def writelines(self, frames: list[bytes]) -> None:
         receiver = self.receiver
-        if receiver is not None and receiver.streaming and not receiver.transport.is_closing():
+        if receiver is not None and receiver.streaming and not receiver.gone:
             receiver.transport.writelines(frames)
             receiver.sent += sum(len(f) for f in frames)
             receiver.last_write = time.monotonic()
             if receiver.sent >= self.registry.streaming_limit:
                 self.detach()
             return
+        size = sum(len(f) for f in frames)
+        if not size:
+            return
         self.pending.extend(frames)
-        self.pending_bytes += sum(len(f) for f in frames)
+        self.pending_bytes += size
         if receiver is not None:
             receiver.done.set()  # a waiting poll answers now
 
     def buffered(self) -> int:
         receiver = self.receiver
-        waiting = receiver.transport.get_write_buffer_size() if receiver and receiver.transport else 0
+        waiting = receiver.transport.get_write_buffer_size() if receiver and not receiver.gone else 0
         return self.pending_bytes + waiting
 
     def close(self, code: int, reason: str) -> None:
@@ -153,9 +163,10 @@ class HttpSession:
             self.receiver = None
         self.detached_at = time.monotonic()
 
-    def take(self) -> list[bytes]:
+    def take(self) -> bytes:
+        """What waits, as one `a[...]` frame (polling frames each start with a comma)."""
         frames, self.pending, self.pending_bytes = self.pending, [], 0
-        return frames
+        return b"a[" + b"".join(frames)[1:] + b"]"
 
 
 class SockJSSessions:
@@ -208,7 +219,7 @@ class SockJSSessions:
     def sweep(self, now: float) -> None:
         for id, session in list(self.sessions.items()):
             receiver = session.receiver
-            if receiver is not None and receiver.transport.is_closing():
+            if receiver is not None and receiver.gone:
                 session.detach()  # the client went away mid-request
                 receiver = None
             if receiver is None:
@@ -305,7 +316,7 @@ async def xhr_polling(request: web.Request) -> web.Response:
         if session.receiver is receiver:
             session.detach()
     if session.pending:
-        return _frame(request, sockjs.messages_frame(session.take()))
+        return _frame(request, session.take())
     if session.close_frame is not None:
         return _frame(request, session.close_frame)
     return _frame(request, sockjs.HEARTBEAT)
@@ -332,9 +343,9 @@ async def xhr_streaming(request: web.Request) -> web.StreamResponse:
         await receiver.done.wait()
         if session.receiver is receiver:
             session.detach()
-    if session.close_frame is not None and not request.transport.is_closing():
-        await response.write(session.close_frame + b"\n")
     with contextlib.suppress(ConnectionError):
+        if session.close_frame is not None and request.transport is not None:
+            await response.write(session.close_frame + b"\n")
         await response.write_eof()
     return response
 
