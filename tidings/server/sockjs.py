@@ -35,7 +35,7 @@ from tidings.protocol import sockjs, wsframe
 from tidings.protocol.sockjs import SockJSError
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
-from tidings.server.stomp import gateway, serve_websocket, url_credentials
+from tidings.server.stomp import gateway, serve_websocket
 from tidings.server.stomp import handle as raw_websocket
 from tidings.server.stomp_connection import StompConnection
 
@@ -184,8 +184,8 @@ class SockJSSessions:
 
     def open(self, request: web.Request, id: str, streaming: bool) -> HttpSession:
         session = HttpSession(self, id, streaming)
-        session.stomp = gateway(request).open(session, STREAMING if streaming else POLLING,
-                                              url_credentials(request))
+        session.stomp = gateway(request).open(request, session,
+                                              STREAMING if streaming else POLLING)
         self.sessions[id] = session
         if request.app[NODE].draining:
             session.stomp.session.close(CloseCode.SHUTDOWN,
@@ -289,8 +289,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                                max_msg_size=node.settings.max_frame_bytes * 2)
     await ws.prepare(request)
     request.transport.write(wsframe.text(sockjs.OPEN))
-    stomp = gateway(request).open(SockJSWebSocketConnection(ws, request.transport), WEBSOCKET,
-                                  url_credentials(request))
+    stomp = gateway(request).open(request, SockJSWebSocketConnection(ws, request.transport),
+                                  WEBSOCKET)
     await serve_websocket(ws, stomp, unwrap=_unwrap)
     return ws
 

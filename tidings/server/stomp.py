@@ -18,7 +18,6 @@ from tidings.server.stomp_connection import StompConnection, StompGateway
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 GATEWAY = web.AppKey("stomp", StompGateway)
-CREDENTIAL_PARAMETERS = ("token", "user")
 
 
 class WebSocketFraming:
@@ -31,14 +30,6 @@ class WebSocketFraming:
 WEBSOCKET = WebSocketFraming()
 
 
-def url_credentials(request: web.Request) -> dict[str, str]:
-    """`?token=` (or `?user=` on an insecure loopback node) for clients that cannot set headers.
-
-    Never logged: the node runs without an access log, and nothing here prints the URL.
-    """
-    return {name: request.query[name] for name in CREDENTIAL_PARAMETERS if name in request.query}
-
-
 def gateway(request: web.Request) -> StompGateway:
     return request.app[GATEWAY]
 
@@ -48,8 +39,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, compress=False, autoping=False,
                                max_msg_size=node.settings.max_frame_bytes + 1)
     await ws.prepare(request)
-    stomp = gateway(request).open(WebSocketConnection(ws, request.transport), WEBSOCKET,
-                                  url_credentials(request))
+    stomp = gateway(request).open(request, WebSocketConnection(ws, request.transport),
+                                  WEBSOCKET)
     await serve_websocket(ws, stomp)
     return ws
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
+from aiohttp import web
 
 from tidings import __version__
 from tidings.acks import AckLedger, AckPositions
@@ -64,14 +65,15 @@ class StompGateway:
         self.frames = FrameCache(lambda channel: destinations.topic_destination(channel, namespaces))
         self.acks = AckPositions(node.store)
 
-    def open(self, conn: Connection, framing: Framing, url_credentials: dict[str, str]
+    def open(self, request: web.Request, conn: Connection, framing: Framing
              ) -> "StompConnection":
-        """A new STOMP connection over `conn`.
+        """A new STOMP connection over `conn`, opened by `request` (the WebSocket handshake
+        or the first SockJS request of a session).
 
-        The security checks of a handshake (Origin allow-list, connection caps) belong in
-        the endpoint before this call, the way the native endpoint makes them.
+        Every STOMP and SockJS transport comes through here: the place for the checks a
+        handshake must pass (Origin allow-list, connection caps).
         """
-        return StompConnection(self, conn, framing, url_credentials)
+        return StompConnection(self, conn, framing, url_credentials(request))
 
 
 class StompSession(Session):
@@ -527,6 +529,17 @@ class StompConnection:
         if receipt is not None:
             await self._saved(receipt)
             self.session.write(self._receipt(receipt))
+
+
+CREDENTIAL_PARAMETERS = ("token", "user")
+
+
+def url_credentials(request: web.Request) -> dict[str, str]:
+    """`?token=` (or `?user=` on an insecure loopback node) for clients that cannot set headers.
+
+    Never logged: the node runs without an access log, and nothing here prints the URL.
+    """
+    return {name: request.query[name] for name in CREDENTIAL_PARAMETERS if name in request.query}
 
 
 _HANDLERS = {
