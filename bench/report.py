@@ -129,10 +129,16 @@ def goals(results: dict) -> list[str]:
         mine = median_of(targets["tidings-stomp"], "deliveries_per_s")
         for peer, goal, name in (("tidings", 0.8, "Tidings' native protocol"),
                                  ("rabbitmq-web-stomp", 2.0, "RabbitMQ Web-STOMP")):
-            if peer in targets:
-                ratio = mine / median_of(targets[peer], "deliveries_per_s")
-                out.append(f"- STOMP fan-out {point}: Tidings' STOMP = **{ratio:.2f}x** {name} "
-                           f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
+            if peer not in targets:
+                continue
+            theirs = median_of(targets[peer], "deliveries_per_s")
+            if not theirs:
+                out.append(f"- STOMP fan-out {point}: {name} delivered nothing (goal ≥ {goal}x: "
+                           f"{verdict(mine > 0)})")
+                continue
+            ratio = mine / theirs
+            out.append(f"- STOMP fan-out {point}: Tidings' STOMP = **{ratio:.2f}x** {name} "
+                       f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
     for point, targets in s.get("idle", {}).items():
         if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")
