@@ -145,11 +145,14 @@ class Agent:
         url = setup.url.replace("http", "ws", 1) + path
 
         async def one(user: str) -> Client:
+            # a generous handshake timeout: 10,000 clients connect on a 2-core machine
+            # that is also running the server under test
             _, client = await ws_connect(lambda: Client(self, user), url,
-                                         max_frame_size=1 << 24)
-            await client.call(proto.connect(user, 1), wait=proto.acknowledges)
+                                         max_frame_size=1 << 24, websocket_handshake_timeout=30)
+            # setting up is not measured: a slow server gets minutes, not the round's 30 s
+            await client.call(proto.connect(user, 1), wait=proto.acknowledges, timeout=180)
             if setup.room and proto.acknowledges:
-                await client.call(proto.join(setup.room, client.ids + 1))
+                await client.call(proto.join(setup.room, client.ids + 1), timeout=180)
             return client
 
         for start in range(0, len(setup.users), CONNECT_BATCH):

@@ -9,6 +9,7 @@ never more than the profile's count (publications per round, messages per user).
 from __future__ import annotations
 
 MAIN = ["tidings", "socketio-node", "python-socketio", "bare-aiohttp"]
+STOMP = ["tidings", "tidings-stomp", "rabbitmq-web-stomp"]
 STACK = ["bare-aiohttp", "bare-aiohttp-naive", "bare-picows", "bare-picows-naive",
          "bare-websockets", "bare-websockets-naive"]
 
@@ -23,6 +24,7 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 20, "per_publisher": {"group": 10, "single": 5},
                     "stores": ["sqlite"]},
         "recovery": [100],
+        "stomp": {"targets": ["tidings", "tidings-stomp"], "points": [(50, 50)]},
     },
     "quick": {  # a few minutes: the default
         "repeat": 3, "deadline": 60, "round_seconds": 1.0,
@@ -36,6 +38,7 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 100, "per_publisher": {"group": 100, "single": 10},
                     "stores": ["sqlite", "postgresql"]},
         "recovery": [100, 10_000],
+        "stomp": {"targets": STOMP, "points": [(1000, 1000), (10_000, 100)]},
     },
     "full": {
         "repeat": 3, "deadline": 120, "round_seconds": 3.0,
@@ -47,6 +50,7 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 100, "per_publisher": {"group": 300, "single": 30},
                     "stores": ["sqlite", "postgresql"]},
         "recovery": [100, 10_000],
+        "stomp": {"targets": STOMP, "points": [(1000, 3000), (10_000, 300)]},
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},

@@ -121,4 +121,61 @@ class Bare:
         return "pub", None
 
 
-PROTOCOLS = {"tidings": Tidings, "socketio": SocketIO, "bare": Bare}
+class Stomp:
+    """STOMP 1.2 over a WebSocket, as Tidings serves it at /stomp: receipts are the replies."""
+
+    path = pub_path = "/stomp"
+    acknowledges = True  # CONNECTED answers CONNECT, RECEIPT every SUBSCRIBE and SEND
+    credentials: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def frame(command: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+        head = "".join(f"{name}:{value}\n" for name, value in headers)
+        if body:
+            head += f"content-length:{len(body)}\n"
+        return f"{command}\n{head}\n".encode() + body + b"\0"
+
+    @staticmethod
+    def destination(room: str) -> str:
+        return "/topic/" + room.removeprefix("room:")
+
+    @classmethod
+    def connect(cls, user: str, n: int) -> bytes | None:
+        login = cls.credentials or (("login", user),)
+        return cls.frame("CONNECT", [("accept-version", "1.2"), ("heart-beat", "0,0"), *login])
+
+    @classmethod
+    def join(cls, room: str, n: int) -> bytes:
+        return cls.frame("SUBSCRIBE", [("id", "sub-0"), ("destination", cls.destination(room)),
+                                       ("receipt", str(n))])
+
+    @classmethod
+    def publish(cls, room: str, data: dict, n: int) -> bytes:
+        return cls.frame("SEND", [("destination", cls.destination(room)),
+                                  ("content-type", "application/json"), ("receipt", str(n))],
+                         orjson.dumps(data))
+
+    send = None
+
+    @staticmethod
+    def data(payload: bytes) -> dict:
+        return orjson.loads(payload[payload.index(b"\n\n") + 2:payload.rindex(b"\0")])
+
+    @staticmethod
+    def read(payload: bytes) -> tuple[str, object]:
+        if payload.startswith(b"MESSAGE"):
+            return "pub", None
+        if payload.startswith(b"RECEIPT") or payload.startswith(b"CONNECTED"):
+            return "reply", None
+        return "other", None  # heart-beats; an ERROR shows up as a missed delivery
+
+
+class WebStomp(Stomp):
+    """RabbitMQ's Web-STOMP plugin: the same frames at /ws, as the guest user."""
+
+    path = pub_path = "/ws"
+    credentials = (("login", "guest"), ("passcode", "guest"))
+
+
+PROTOCOLS = {"tidings": Tidings, "socketio": SocketIO, "bare": Bare, "stomp": Stomp,
+             "webstomp": WebStomp}

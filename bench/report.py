@@ -17,6 +17,7 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "idle": ("bytes_per_connection", "bytes/connection", False),
     "durable": ("publishes_per_s", "acked publishes/s", True),
     "recovery": ("seconds", "seconds to recover", False),
+    "stomp fan-out": ("deliveries_per_s", "deliveries/s", True),
     "stack fan-out": ("deliveries_per_s", "deliveries/s", True),
     "stack idle": ("bytes_per_connection", "bytes/connection", False),
     "cluster fan-out": ("deliveries_per_s", "deliveries/s", True),
@@ -122,6 +123,22 @@ def goals(results: dict) -> list[str]:
                     ratio = mine / median_of(targets[peer], "deliveries_per_s")
                     out.append(f"- Fan-out {point}: Tidings = **{ratio:.2f}x** {name} "
                                f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
+    for point, targets in s.get("stomp fan-out", {}).items():
+        if "tidings-stomp" not in targets:
+            continue
+        mine = median_of(targets["tidings-stomp"], "deliveries_per_s")
+        for peer, goal, name in (("tidings", 0.8, "Tidings' native protocol"),
+                                 ("rabbitmq-web-stomp", 2.0, "RabbitMQ Web-STOMP")):
+            if peer not in targets:
+                continue
+            theirs = median_of(targets[peer], "deliveries_per_s")
+            if not theirs:
+                out.append(f"- STOMP fan-out {point}: {name} delivered nothing (goal ≥ {goal}x: "
+                           f"{verdict(mine > 0)})")
+                continue
+            ratio = mine / theirs
+            out.append(f"- STOMP fan-out {point}: Tidings' STOMP = **{ratio:.2f}x** {name} "
+                       f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
     for point, targets in s.get("idle", {}).items():
         if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")

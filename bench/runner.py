@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import scenarios as sc
 from bench.loadgen import Setup
-from bench.servers import Cluster, Server
+from bench.servers import Cluster, RabbitWebStomp, Server
 from bench.store import PG, drop_schema
 
 BROKERS = {"redis": "redis://127.0.0.1:6379/0",
@@ -63,7 +63,9 @@ class Runner:
             traceback.print_exc()
             self.results["errors"].append(message)
 
-    def server(self, target: str, env: dict | None = None, tag: str = "") -> Server:
+    def server(self, target: str, env: dict | None = None, tag: str = ""):
+        if target == "rabbitmq-web-stomp":
+            return RabbitWebStomp()
         spy = None
         if self.pyspy_dir and target == "tidings":
             spy = self.pyspy_dir / f"{tag or 'tidings'}.raw"
@@ -110,6 +112,16 @@ class Runner:
                     self.record("latency", label, target, [
                         sc.room_round(rounds, count, rate, self.deadline)
                         for _ in range(self.repeat)])
+
+    def stomp(self) -> None:
+        """Room fan-out to STOMP subscribers: Tidings' native protocol, Tidings' STOMP and
+        RabbitMQ's Web-STOMP plugin in the same run."""
+        spec = self.profile["stomp"]
+        for subscribers, publications in spec["points"]:
+            for target in spec["targets"]:
+                self.guarded(f"stomp fan-out N={subscribers} {target}",
+                             lambda: self._fanout_point("stomp fan-out", target, subscribers,
+                                                        publications, with_latency=False))
 
     def direct(self, targets: list[str]) -> None:
         spec = self.profile["direct"]

@@ -7,10 +7,12 @@ killed if it lingers, when the `with` block ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,8 @@ from bench import bootstrap, procstat
 
 PEERS = bootstrap.PEERS
 
-PROTOCOL = {"tidings": "tidings", "socketio-node": "socketio", "python-socketio": "socketio",
+PROTOCOL = {"tidings": "tidings", "tidings-stomp": "stomp", "rabbitmq-web-stomp": "webstomp",
+            "socketio-node": "socketio", "python-socketio": "socketio",
             "bare-aiohttp": "bare", "bare-aiohttp-naive": "bare", "bare-picows": "bare",
             "bare-picows-naive": "bare", "bare-websockets": "bare",
             "bare-websockets-naive": "bare"}
@@ -63,7 +66,7 @@ class Server:
         self.spy: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        if self.target == "tidings":
+        if self.target.startswith("tidings"):
             return [*bootstrap.tidings_command(), "serve", "--log-level", "warning"]
         if self.target == "socketio-node":
             return ["node", str(PEERS / "socketio_server.js")]
@@ -71,7 +74,7 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, "PORT": str(self.port)}
-        if self.target == "tidings":
+        if self.target.startswith("tidings"):
             env.update(TIDINGS_ENV, TIDINGS_HOST="127.0.0.1", TIDINGS_PORT=str(self.port),
                        TIDINGS_STORE=f"sqlite:///{self.dir}/bench.db",
                        TIDINGS_BROKER="memory://")
@@ -185,3 +188,120 @@ class Cluster:
 
     def cpu_seconds(self) -> float:
         return sum(node.cpu_seconds() for node in self.nodes)
+
+
+class RabbitWebStomp:
+    """RabbitMQ's own Web-STOMP plugin, the STOMP peer: a private RabbitMQ node of the
+    machine's installed RabbitMQ, its own data directory and ports, every listener on
+    127.0.0.1, started for the point and stopped after it.
+
+    Not the shared RabbitMQ service: thousands of Web-STOMP connections need thousands of
+    file descriptors (its limit is whatever it was started with), and each SUBSCRIBE
+    declares a queue, so the peer gets a broker of its own, as Tidings gets its own process.
+    """
+
+    target = "rabbitmq-web-stomp"
+    proto = "webstomp"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="tidings-bench-rabbit-"))
+        self.name = f"bench{self.port}@localhost"
+        self.proc: subprocess.Popen | None = None
+        self.pid = 0
+
+    def start(self) -> "RabbitWebStomp":
+        # Debian's /usr/sbin wrapper re-runs the script as the rabbitmq user through su,
+        # whose login limits put the open-files limit back to 1,024: run the script itself
+        inner = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        server = str(inner) if inner.exists() else shutil.which("rabbitmq-server")
+        with contextlib.suppress(LookupError, PermissionError):
+            shutil.chown(self.dir, "rabbitmq", "rabbitmq")  # Debian's script runs it as rabbitmq
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_web_stomp].\n")
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{free_port()}\n"
+            f"stomp.listeners.tcp.1 = 127.0.0.1:{free_port()}\n"
+            f"web_stomp.tcp.ip = 127.0.0.1\nweb_stomp.tcp.port = {self.port}\n"
+            "vm_memory_high_watermark.relative = 0.6\n")
+        env = {**os.environ, "RABBITMQ_NODENAME": self.name,
+               "RABBITMQ_DIST_PORT": str(free_port()),
+               "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
+               "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+               "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+               "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+               "RABBITMQ_PID_FILE": str(self.dir / "pid"),
+               "RABBITMQ_FEATURE_FLAGS_FILE": str(self.dir / "feature_flags")}
+        self.log = self.dir / "server.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([server], env=env, stdout=log, cwd=self.dir,
+                                         stderr=subprocess.STDOUT, preexec_fn=_own_group)
+        deadline = time.monotonic() + 90
+        while not _listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"private RabbitMQ did not start:\n{tail}")
+            time.sleep(0.3)
+        self.pid = _beam_of(self.name)
+        return self
+
+    def cpu_seconds(self) -> float:
+        return procstat.cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        """The broker process itself (Debian's script runs it in a session of its own), then
+        the script's group."""
+        pid = self.pid or _beam_of(self.name, missing_ok=True)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitWebStomp":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _own_group() -> None:
+    """The broker in a process group of its own (its script starts beam and epmd helpers),
+    with the open-files limit raised like every server under test."""
+    os.setpgid(0, 0)
+    raise_nofile()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _beam_of(node: str, missing_ok: bool = False) -> int:
+    """The pid of the Erlang VM running RabbitMQ node `node` (named in its environment)."""
+    wanted = f"RABBITMQ_NODENAME={node}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().split(b"\0")[0].endswith(b"beam.smp"):
+                continue
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                return int(entry.name)
+        except OSError:
+            continue
+    if missing_ok:
+        return 0
+    raise RuntimeError(f"no beam.smp process runs RabbitMQ node {node}")

@@ -86,6 +86,34 @@ class Resilience(BaseModel):
     """Seconds between two event-loop lag samples (tidings_event_loop_lag_seconds)."""
 
 
+class StompSettings(BaseModel):
+    """STOMP at /stomp and SockJS at /sockjs (docs/stomp.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heartbeat_send: float = Field(10.0, ge=0)
+    """Seconds between the server's heart-beats it offers in CONNECTED; 0: none."""
+    heartbeat_receive: float = Field(10.0, ge=0)
+    """Seconds between client heart-beats the server asks for; 0: none."""
+    heartbeat_tolerance: float = Field(2.0, ge=1)
+    """A client silent for this many negotiated intervals is closed (4005)."""
+    max_headers: int = Field(64, ge=8)
+    max_header_bytes: int = Field(8192, ge=256)
+    """Longest header line (name, colon and value) of a client frame."""
+    max_unacked: int = Field(1000, ge=1)
+    """Unacknowledged messages one `ack: client`/`client-individual` subscription may have."""
+    max_transactions: int = Field(16, ge=1)
+    """Open transactions per connection."""
+    max_transaction_frames: int = Field(1000, ge=1)
+    """Frames one transaction may hold until COMMIT."""
+    sockjs_heartbeat: float = Field(25.0, gt=0)
+    """Seconds of silence after which a SockJS receiving request gets an `h` frame."""
+    sockjs_disconnect_delay: float = Field(5.0, gt=0)
+    """Seconds a SockJS session over HTTP lives without a receiving request."""
+    sockjs_streaming_limit: int = Field(131072, ge=4096)
+    """Bytes one xhr-streaming response carries before the client is made to open another."""
+
+
 DEFAULT_NAMESPACES: dict[str, dict] = {
     "user": {"history_size": 1000, "subscribe": "owner", "publish": "anyone"},
     "room": {"history_size": 1000, "presence": True, "join_leave": True},
@@ -130,6 +158,7 @@ class Settings(BaseSettings):
     namespaces: dict[str, Namespace] = Field(default_factory=dict)
     resilience: Resilience = Field(default_factory=Resilience)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    stomp: StompSettings = Field(default_factory=StompSettings)
 
     @model_validator(mode="before")
     @classmethod

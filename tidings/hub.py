@@ -217,6 +217,8 @@ class Hub:
             return
         for codec, members in tuple(state.groups.items()):
             frame = codec.event_frame(kind, channel, client)
+            if not frame:  # this codec's protocol does not show the event
+                continue
             for sub in tuple(members):
                 sub.write(frame)
 
@@ -244,6 +246,8 @@ class Hub:
         delivered = 0
         for codec, members in tuple(state.groups.items()):
             frame = codec.pub_frame(pub)
+            if not frame:  # nothing of this publication is for these subscribers
+                continue
             for sub in tuple(members):
                 sub.write(frame)
             delivered += len(members)

@@ -113,3 +113,18 @@ class NodeInfo:
             raw["name"], raw["connections"], raw["users"], raw["started"], raw["version"],
             raw.get("address", ""),
         )
+
+
+@dataclass(slots=True, frozen=True)
+class AckPosition:
+    """How far a client has acknowledged one STOMP subscription, kept by the server.
+
+    Every publication of `destination` up to `offset` is acknowledged, and so are the
+    offsets in `acked` above it (acknowledged one by one past one that was not). What a
+    client that subscribes again with the same subscription id gets is everything else.
+    """
+
+    destination: str
+    offset: int
+    epoch: str
+    acked: tuple[int, ...] = ()

@@ -159,7 +159,16 @@ class Session:
         elif not self.connected:
             if now - self.opened_at > settings.connect_timeout:
                 self.close(CloseCode.CONNECT_TIMEOUT, "no connect command in time")
-        elif self._pinged_at is not None:
+        else:
+            self.keepalive(now)
+
+    def keepalive(self, now: float) -> None:
+        """Ping after `ping_interval` of client silence; close when no frame follows in time.
+
+        A protocol with heart-beats of its own (STOMP) overrides this.
+        """
+        settings = self.node.settings
+        if self._pinged_at is not None:
             if now - self._pinged_at > settings.pong_timeout:
                 self.close(CloseCode.NO_PONG, "no pong in time")
         elif now - self.last_seen >= settings.ping_interval:
@@ -220,7 +229,9 @@ class Session:
             result.update(recovered=False, error={"code": int(exc.code), "message": exc.message})
             return result
 
-    async def subscribe(self, name: str, since: tuple[int, str] | None) -> dict:
+    async def subscribe(self, name: str, since: tuple[int, str] | None, *,
+                        codec: Codec | None = None) -> dict:
+        """Subscribe `name`; `codec` makes this subscription's frames (default: the session's)."""
         channel = self._channel(name)
         if channel.name in self.subscriptions:
             raise TidingsError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {name}")
@@ -228,13 +239,15 @@ class Session:
             raise TidingsError(ErrorCode.LIMIT_EXCEEDED,
                                f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
         self._check_read(channel, subscribing=True)
-        return await self._subscribe(channel, since)
+        return await self._subscribe(channel, since, codec)
 
-    async def _subscribe(self, channel: Channel, since: tuple[int, str] | None) -> dict:
+    async def _subscribe(self, channel: Channel, since: tuple[int, str] | None,
+                         codec: Codec | None = None) -> dict:
         self.hold()  # released by the protocol handler once the reply is written
         try:
             pubs, position = await self.node.hub.subscribe(
-                self, channel, since=since, recovery_max=channel.options.recovery_max
+                self, channel, since=since, recovery_max=channel.options.recovery_max,
+                codec=codec,
             )
         except RecoveryImpossible as exc:
             raise TidingsError(ErrorCode.CANNOT_RECOVER, f"cannot recover: {exc.reason}") from None

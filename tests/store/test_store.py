@@ -366,3 +366,18 @@ def test_unknown_store_scheme_is_refused():
 def test_sqlite_in_memory_is_refused():
     with pytest.raises(ValueError, match="memory"):
         open_store("sqlite:///:memory:")
+
+
+async def test_ack_positions_are_kept_replaced_and_deleted(store):
+    from tidings.model import AckPosition
+
+    assert await store.load_ack_position("alice", "sub-0") is None
+    first = AckPosition("/topic/a", 3, "e1", (5, 7))
+    await store.save_ack_positions({("alice", "sub-0"): first,
+                                    ("bob", "sub-0"): AckPosition("/user/queue/x", 1, "e1")})
+    assert await store.load_ack_position("alice", "sub-0") == first
+    await store.save_ack_positions({("alice", "sub-0"): AckPosition("/topic/a", 8, "e1")})
+    assert await store.load_ack_position("alice", "sub-0") == AckPosition("/topic/a", 8, "e1")
+    await store.save_ack_positions({("bob", "sub-0"): None})
+    assert await store.load_ack_position("bob", "sub-0") is None
+    assert await store.load_ack_position("alice", "sub-1") is None

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import api, native, page
+from tidings.server import api, native, page, sockjs, stomp
 from tidings.server.keys import NODE
 
 log = logging.getLogger("tidings.server")
@@ -20,6 +20,8 @@ def make_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=api.MAX_BODY, middlewares=[api.api_errors])
     app[NODE] = node
     app.add_routes([web.get("/ws", native.handle), *page.routes(), *api.routes()])
+    stomp.setup(app)
+    sockjs.setup(app)
 
     async def start(app: web.Application) -> None:
         await node.start()

@@ -47,7 +47,9 @@ class WebSocketConnection:
 
     async def _close(self, code: int, reason: str) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_GRACE)
+            # a close reason holds at most 123 bytes: cut on a character boundary
+            message = reason.encode()[:123].decode("utf-8", "ignore").encode()
+            await asyncio.wait_for(self.ws.close(code=code, message=message), CLOSE_GRACE)
         except (asyncio.TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:

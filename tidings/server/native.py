@@ -89,7 +89,7 @@ async def _on_text(session: Session, text: str) -> bool:
         return True
     metrics = session.node.metrics
     try:
-        result = await _dispatch(session, command)
+        result = await dispatch(session, command)
     except TidingsError as exc:
         _reply_error(session, command.id, exc.code, exc.message, command.method)
         if command.method == "connect" and exc.code == ErrorCode.UNAUTHORIZED:
@@ -121,7 +121,8 @@ def _reply_error(session: Session, id: int | None, code: int, message: str, meth
     session.release()
 
 
-async def _dispatch(session: Session, command: Command) -> dict:
+async def dispatch(session: Session, command: Command) -> dict:
+    """Run one command on `session`; also what STOMP's `/app/<method>` calls."""
     params = command.params
     if isinstance(params, native.Connect):
         credentials = {"token": params.token, "user": params.user}

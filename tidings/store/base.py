@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tidings.model import HistoryPage, Publication, StreamPosition
+from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
 from tidings.supervision import Supervisor
 
 
@@ -214,6 +214,18 @@ class Store(ABC):
     async def expire(self) -> int:
         """Drop publications older than their retention ttl; returns how many."""
         return await self._expire(now_ms())
+
+    # ---- acknowledged positions (STOMP subscriptions with client acks) ---------------
+
+    @abstractmethod
+    async def load_ack_position(self, user: str, subscription: str) -> AckPosition | None:
+        """What `user` acknowledged on its subscription id `subscription`, if anything."""
+
+    @abstractmethod
+    async def save_ack_positions(
+        self, positions: dict[tuple[str, str], AckPosition | None]
+    ) -> None:
+        """Store (user, subscription id) -> position in one transaction; None deletes."""
 
     # ---- group commit ----------------------------------------------------------------
 

@@ -33,10 +33,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from tidings.model import Publication, StreamPosition
+from tidings.model import AckPosition, Publication, StreamPosition
 from tidings.store.base import AppendRequest, CommitUnknown, Store, StoreError, now_ms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
 COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
 LOCK_TIMEOUT = "10s"  # a statement waiting longer on a lock fails: its batch is known unstored
@@ -62,6 +62,18 @@ MIGRATIONS = {
     );
     CREATE INDEX tidings_publications_expires
         ON tidings_publications (expires) WHERE expires IS NOT NULL;
+    """,
+    2: """
+    CREATE TABLE tidings_ack_positions (
+        "user" TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        epoch TEXT NOT NULL,
+        acked BIGINT[] NOT NULL,
+        updated BIGINT NOT NULL,
+        PRIMARY KEY ("user", subscription)
+    );
     """,
 }
 
@@ -298,3 +310,38 @@ class PostgresStore(Store):
                     channel, after, upto, now_ms(),
                 )
         return self._pubs(rows, position.epoch)
+
+    # ---- acknowledged positions ------------------------------------------------------
+
+    async def load_ack_position(self, user: str, subscription: str) -> AckPosition | None:
+        with _failures("reading an acknowledged position"):
+            row = await self._pool_or_fail().fetchrow(
+                'SELECT destination, "offset", epoch, acked FROM tidings_ack_positions '
+                'WHERE "user" = $1 AND subscription = $2', user, subscription,
+            )
+        if row is None:
+            return None
+        return AckPosition(row["destination"], row["offset"], row["epoch"], tuple(row["acked"]))
+
+    async def save_ack_positions(
+        self, positions: dict[tuple[str, str], AckPosition | None]
+    ) -> None:
+        deleted = [key for key, position in positions.items() if position is None]
+        kept = [(user, sub, p.destination, p.offset, p.epoch, list(p.acked), now_ms())
+                for (user, sub), p in positions.items() if p is not None]
+        with _failures("storing acknowledged positions"):
+            async with self._pool_or_fail().acquire() as conn, conn.transaction():
+                if deleted:
+                    await conn.executemany(
+                        'DELETE FROM tidings_ack_positions WHERE "user" = $1 AND subscription = $2',
+                        deleted,
+                    )
+                if kept:
+                    await conn.executemany(
+                        'INSERT INTO tidings_ack_positions ("user", subscription, destination, '
+                        '"offset", epoch, acked, updated) VALUES ($1, $2, $3, $4, $5, $6, $7) '
+                        'ON CONFLICT ("user", subscription) DO UPDATE SET '
+                        'destination = excluded.destination, "offset" = excluded."offset", '
+                        "epoch = excluded.epoch, acked = excluded.acked, updated = excluded.updated",
+                        kept,
+                    )

@@ -19,7 +19,9 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tidings.model import Publication, StreamPosition
+import orjson
+
+from tidings.model import AckPosition, Publication, StreamPosition
 from tidings.store.base import AppendRequest, Store, StoreError, now_ms
 
 SCHEMA = """
@@ -41,6 +43,16 @@ CREATE TABLE IF NOT EXISTS tidings_publications (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tidings_publications_expires
     ON tidings_publications (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tidings_ack_positions (
+    user TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    epoch TEXT NOT NULL,
+    acked TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (user, subscription)
+) WITHOUT ROWID;
 """
 
 COLUMNS = "channel, offset, time, data, source, sender"
@@ -241,3 +253,48 @@ class SQLiteStore(Store):
             (channel, after, upto, now_ms()),
         ).fetchall()
         return self._rows_to_pubs(rows, position.epoch)
+
+    # ---- acknowledged positions ------------------------------------------------------
+
+    async def load_ack_position(self, user: str, subscription: str) -> AckPosition | None:
+        return await self._on(self._read_thread, self._load_ack_sync, user, subscription)
+
+    def _load_ack_sync(self, user: str, subscription: str) -> AckPosition | None:
+        assert self._reader_conn is not None
+        row = self._reader_conn.execute(
+            "SELECT destination, offset, epoch, acked FROM tidings_ack_positions "
+            "WHERE user = ? AND subscription = ?", (user, subscription),
+        ).fetchone()
+        if row is None:
+            return None
+        destination, offset, epoch, acked = row
+        return AckPosition(destination, offset, epoch, tuple(orjson.loads(acked)))
+
+    async def save_ack_positions(
+        self, positions: dict[tuple[str, str], AckPosition | None]
+    ) -> None:
+        await self._on(self._write_thread, self._save_acks_sync, positions)
+
+    def _save_acks_sync(self, positions: dict[tuple[str, str], AckPosition | None]) -> None:
+        conn = self._writer_conn
+        assert conn is not None
+        now = now_ms()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "DELETE FROM tidings_ack_positions WHERE user = ? AND subscription = ?",
+                [key for key, position in positions.items() if position is None],
+            )
+            conn.executemany(
+                "INSERT INTO tidings_ack_positions "
+                "(user, subscription, destination, offset, epoch, acked, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, subscription) DO UPDATE SET "
+                "destination = excluded.destination, offset = excluded.offset, "
+                "epoch = excluded.epoch, acked = excluded.acked, updated = excluded.updated",
+                [(user, sub, p.destination, p.offset, p.epoch, orjson.dumps(p.acked).decode(), now)
+                 for (user, sub), p in positions.items() if p is not None],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
