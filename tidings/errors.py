@@ -24,6 +24,8 @@ class ErrorCode(IntEnum):
     CANNOT_RECOVER = 110
     UNAVAILABLE = 111
     LIMIT_EXCEEDED = 112
+    RATE_LIMITED = 115
+    BAD_SUBSCRIPTION_TOKEN = 116
 
 
 class CloseCode(IntEnum):
@@ -43,12 +45,19 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4501
     FORCE_DISCONNECTED = 4502
     TOO_MANY_ERRORS = 4503
+    TOO_MANY_CONNECTIONS = 4504
+    TOKEN_REVOKED = 4505
+    COMMAND_FLOOD = 4506
 
 
 class TidingsError(Exception):
-    """An error a client is told about: a code from ErrorCode and a plain message."""
+    """An error a client is told about: a code from ErrorCode and a plain message.
 
-    def __init__(self, code: ErrorCode, message: str):
+    With `close`, the connection is then closed with that code (after the error is sent).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, close: CloseCode | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.close = close

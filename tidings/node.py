@@ -17,17 +17,22 @@ from typing import Protocol
 import orjson
 
 from tidings import __version__
+from tidings.access import AccessControl
 from tidings.auth import Authenticator
 from tidings.broker import Broker, open_broker
 from tidings.broker.base import BrokerError
 from tidings.channels import Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode
+from tidings.errors import ErrorCode, TidingsError
 from tidings.hub import Hub
+from tidings.limits import ConnectionCaps
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
+from tidings.proxy import ProxyHooks
+from tidings.revocation import RevokedTokens
 from tidings.store import Retention, Store, open_store
 from tidings.store.base import now_ms
 
@@ -46,7 +51,9 @@ class Node:
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
         self.outbox = Outbox()
-        self.auth = Authenticator(settings)
+        self.revoked = RevokedTokens(settings.security, self._close_revoked)
+        self.auth = Authenticator(settings, self.revoked.__contains__)
+        self.caps = ConnectionCaps(settings.security)
         self.started = now_ms()
         self.sessions: dict[str, "SessionLike"] = {}
         self.by_user: dict[str, set["SessionLike"]] = {}
@@ -64,7 +71,11 @@ class Node:
             "store_batches_total": lambda: self.store.batches_committed,
             "store_publications_total": lambda: self.store.publications_committed,
             "gaps_filled_total": lambda: self.hub.gaps_filled,
+            "revoked_tokens": lambda: len(self.revoked),
         })
+        self.access = AccessControl(self.auth, self.caps,
+                                    ProxyHooks(settings.security.proxy, self.metrics),
+                                    self.metrics, lambda user: len(self.by_user.get(user, ())))
         self._loops: list[asyncio.Task] = []
         self._tasks: set[asyncio.Task] = set()
 
@@ -73,6 +84,7 @@ class Node:
     async def start(self) -> None:
         await self.store.start()
         await self.broker.start(self._on_broker_message, self._on_broker_reconnect)
+        await self.revoked.start(self.hub, self.store)
         await self._heartbeat()
         self._loops = [
             asyncio.create_task(self._every(self.settings.cluster_ttl / 3, self._heartbeat)),
@@ -100,6 +112,8 @@ class Node:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.revoked.stop()
+        await self.access.proxy.close()
         await self.hub.close()
         await self.broker.close()
         await self.store.close()
@@ -202,6 +216,21 @@ class Node:
                 closed += 1
         return closed
 
+    # ---- revoked tokens --------------------------------------------------------------
+
+    async def revoke(self, jti: str, exp: float | None = None) -> None:
+        """Revoke a token id on every node (see tidings.revocation)."""
+        if len(self.revoked) >= self.revoked.capacity:
+            raise TidingsError(ErrorCode.LIMIT_EXCEEDED,
+                               f"{self.revoked.capacity} tokens are revoked already "
+                               "(security.max_revocations)")
+        await self.publish(self.revoked.channel, self.revoked.entry(jti, exp))
+
+    def _close_revoked(self, jti: str) -> None:
+        for session in list(self.sessions.values()):
+            if jti in session.token_ids():
+                session.close(CloseCode.TOKEN_REVOKED, "token revoked")
+
     # ---- the broker ------------------------------------------------------------------
 
     async def _to_broker(self, channel: str, kind: str, body: dict) -> None:
@@ -252,5 +281,8 @@ class SessionLike(Protocol):
     user: str
 
     def close(self, code: int, reason: str) -> None: ...
+
+    def token_ids(self) -> set[str]:
+        """The `jti` of every token this session holds (connection and subscriptions)."""
 
     def tick(self, now: float) -> None: ...

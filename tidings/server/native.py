@@ -12,6 +12,7 @@ from tidings.node import Node
 from tidings.server.keys import NODE
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
+from tidings.server import websocket
 from tidings.server.connection import WebSocketConnection
 from tidings.session import Session
 
@@ -43,13 +44,13 @@ CODEC = NativeCodec()
 
 async def handle(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    ws = web.WebSocketResponse(
+    ws, peer = await websocket.accept(
+        request, node, "native",
         # autoping off: a WebSocket-level ping must reach the loop below to count as life.
         # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
         compress=False, autoping=False, max_msg_size=node.settings.max_frame_bytes + 1
     )
-    await ws.prepare(request)
-    session = Session(node, WebSocketConnection(ws, request.transport), CODEC)
+    session = Session(node, WebSocketConnection(ws, request.transport), CODEC, peer)
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     errors = 0
@@ -86,11 +87,12 @@ async def _on_text(session: Session, text: str) -> bool:
         return True
     metrics = session.node.metrics
     try:
+        session.admit_command()
         result = await _dispatch(session, command)
     except TidingsError as exc:
         _reply_error(session, command.id, exc.code, exc.message, command.method)
-        if command.method == "connect" and exc.code == ErrorCode.UNAUTHORIZED:
-            session.close(CloseCode.UNAUTHORIZED, exc.message)
+        if exc.close is not None:
+            session.close(exc.close, exc.message)
         return exc.code not in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_METHOD)
     except Exception:
         log.exception("command %s failed", command.method)
@@ -118,7 +120,7 @@ async def _dispatch(session: Session, command: Command) -> dict:
         raise TidingsError(ErrorCode.NOT_CONNECTED, "send connect first")
     if isinstance(params, native.Subscribe):
         since = (params.position.offset, params.position.epoch) if params.position else None
-        return await session.subscribe(params.channel, since)
+        return await session.subscribe(params.channel, since, params.token)
     if isinstance(params, native.Unsubscribe):
         return await session.unsubscribe(params.channel)
     if isinstance(params, native.Publish):
