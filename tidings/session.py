@@ -322,12 +322,12 @@ class Session:
             return
         self.node.metrics.count(self.node.metrics.refused, "command_rate")
         security = self.node.settings.security
-        raise TidingsError(
-            ErrorCode.RATE_LIMITED,
-            f"over {security.command_rate:g} commands/s (burst {security.command_burst}): "
-            f"retry in {self.commands.retry_after() * 1000:.0f} ms",
-            close=CloseCode.COMMAND_FLOOD if self.commands.flooding else None,
-        )
+        limit = f"over {security.command_rate:g} commands/s (burst {security.command_burst})"
+        if self.commands.flooding:
+            raise TidingsError(ErrorCode.RATE_LIMITED, f"command flood: {limit} and still sending",
+                               close=CloseCode.COMMAND_FLOOD)
+        raise TidingsError(ErrorCode.RATE_LIMITED,
+                           f"{limit}: retry in {self.commands.retry_after() * 1000:.0f} ms")
 
     def token_ids(self) -> set[str]:
         ids = {grant.jti for grant in self.grants.values() if grant.jti}

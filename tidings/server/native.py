@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
@@ -42,14 +43,16 @@ PONG_TEXT = wsframe.text(b"pong")
 CODEC = NativeCodec()
 
 
+def socket_options(settings: Settings) -> dict:
+    """How /ws sets up aiohttp's WebSocket (the Autobahn run in tests uses the same)."""
+    # autoping off: a WebSocket-level ping must reach the loop below to count as life.
+    # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
+    return {"compress": False, "autoping": False, "max_msg_size": settings.max_frame_bytes + 1}
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    ws, peer = await websocket.accept(
-        request, node, "native",
-        # autoping off: a WebSocket-level ping must reach the loop below to count as life.
-        # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
-        compress=False, autoping=False, max_msg_size=node.settings.max_frame_bytes + 1
-    )
+    ws, peer = await websocket.accept(request, node, "native", **socket_options(node.settings))
     session = Session(node, WebSocketConnection(ws, request.transport), CODEC, peer)
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")

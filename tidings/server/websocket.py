@@ -81,8 +81,13 @@ def _refuse(node: Node, reason: str, status: int, code: ErrorCode, message: str)
                headers={"Retry-After": "1"} if status != 403 else None)
 
 
-def peer_of(request: web.Request, node: Node, protocol: str) -> Peer:
-    """Check the Origin and take a place under the caps (raising the HTTP refusal)."""
+def peer_of(request: web.Request, node: Node, protocol: str,
+            transport: str = "websocket") -> Peer:
+    """Check the Origin and take a place under the caps (raising the HTTP refusal).
+
+    What every endpoint that opens a session asks first; a SockJS endpoint asks it for a
+    new session on any of its transports (`transport` names which, for the proxy hooks).
+    """
     refusal = request.app[ORIGINS].refusal_for(request)
     if refusal is not None:
         raise _refuse(node, "origin", 403, ErrorCode.PERMISSION_DENIED, refusal)
@@ -92,9 +97,12 @@ def peer_of(request: web.Request, node: Node, protocol: str) -> Peer:
     except Refusal as refusal:
         raise _refuse(node, refusal.reason, refusal.status, ErrorCode.LIMIT_EXCEEDED,
                       refusal.message) from None
-    wanted = node.settings.security.proxy.headers
-    headers = {name: request.headers[name] for name in wanted if name in request.headers}
-    return Peer(address, headers, transport="websocket", protocol=protocol, admission=admission)
+    proxy = node.settings.security.proxy
+    headers = {}
+    if proxy.connect_url or proxy.subscribe_url or proxy.publish_url:  # kept only for them
+        headers = {name: request.headers[name] for name in proxy.headers
+                   if name in request.headers}
+    return Peer(address, headers, transport=transport, protocol=protocol, admission=admission)
 
 
 async def accept(request: web.Request, node: Node, protocol: str,
