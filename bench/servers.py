@@ -34,10 +34,13 @@ SCRIPTS = {"python-socketio": "pysio_server.py", "bare-aiohttp": "bare_server.py
            "bare-picows": "bare_picows.py", "bare-websockets": "bare_websockets.py"}
 
 # Tidings as the benchmark runs it: the room namespace without join/leave events and
-# presence (no peer has them) and open to any publisher; rooms stay stored (durable).
+# presence (no peer has them) and open to any publisher; rooms stay stored (durable). The
+# per-connection command rate limit is lifted: publishers send flat out, and no peer has one.
 TIDINGS_ENV = {"TIDINGS_NAMESPACES__ROOM__JOIN_LEAVE": "false",
                "TIDINGS_NAMESPACES__ROOM__PRESENCE": "false",
-               "TIDINGS_NAMESPACES__ROOM__PUBLISH": "anyone"}
+               "TIDINGS_NAMESPACES__ROOM__PUBLISH": "anyone",
+               "TIDINGS_SECURITY__COMMAND_RATE": "1000000000",
+               "TIDINGS_SECURITY__COMMAND_BURST": "1000000000"}
 
 
 def free_port() -> int:

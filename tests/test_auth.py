@@ -1,4 +1,5 @@
-"""Who a client is: JWT verification with an algorithm allow-list, and insecure loopback mode."""
+"""Who a client is: JWT verification with an algorithm allow-list, and insecure loopback mode;
+`aud`/`iss`, revoked ids, subscription tokens, and comparing secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tidings.auth import Authenticator, AuthError, check_exposure
+from tidings.auth import Authenticator, AuthError, Grant, check_exposure, secrets_equal
 from tidings.config import ConfigError, load_settings
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-and-for-hs512-too!!!"
@@ -255,3 +256,115 @@ def test_loopback_without_auth_is_allowed_with_a_warning(host, caplog):
     with caplog.at_level("WARNING", logger="tidings.auth"):
         check_exposure(load_settings(host=host))
     assert "INSECURE MODE" in caplog.text
+
+
+# ---- aud and iss ------------------------------------------------------------------------
+
+
+def _strict(**security) -> Authenticator:
+    return Authenticator(load_settings(jwt_secret=SECRET, security=security))
+
+
+def test_without_aud_and_iss_configured_tokens_need_neither():
+    assert _hs256().authenticate({"token": _token(_claims(aud="x", iss="y"))}).user == "alice"
+
+
+def test_a_configured_audience_must_be_in_the_token():
+    auth = _strict(jwt_audience="tidings")
+    assert auth.authenticate({"token": _token(_claims(aud="tidings"))}).user == "alice"
+    assert auth.authenticate({"token": _token(_claims(aud=["web", "tidings"]))}).user == "alice"
+    for claims in (_claims(), _claims(aud="billing"), _claims(aud=["web"])):
+        with pytest.raises(AuthError, match="aud"):
+            auth.authenticate({"token": _token(claims)})
+
+
+def test_a_configured_issuer_must_be_the_tokens():
+    auth = _strict(jwt_issuer="https://id.example.com")
+    assert auth.authenticate({"token": _token(_claims(iss="https://id.example.com"))})
+    for claims in (_claims(), _claims(iss="https://evil.example")):
+        with pytest.raises(AuthError, match="iss"):
+            auth.authenticate({"token": _token(claims)})
+
+
+# ---- revoked ids --------------------------------------------------------------------------
+
+
+def test_a_token_whose_jti_is_revoked_is_refused():
+    auth = Authenticator(load_settings(jwt_secret=SECRET), revoked=lambda jti: jti == "t-1")
+    with pytest.raises(AuthError, match="revoked"):
+        auth.authenticate({"token": _token(_claims(jti="t-1"))})
+    identity = auth.authenticate({"token": _token(_claims(jti="t-2"))})
+    assert identity.jti == "t-2"
+    assert auth.authenticate({"token": _token(_claims())}).jti is None
+
+
+# ---- subscription tokens --------------------------------------------------------------------
+
+
+def _sub_claims(**extra) -> dict:
+    return _claims(channel="room:vip", **extra)
+
+
+def _grant(auth: Authenticator, token, *, user="alice", client="c-1", channel="room:vip") -> Grant:
+    return auth.verify_subscription(token, user=user, client=client, channel=channel)
+
+
+def test_a_subscription_token_grants_its_channel_to_its_user():
+    claims = _sub_claims(jti="s-1")
+    grant = _grant(_hs256(), _token(claims))
+    assert grant == Grant(claims["exp"], "s-1")
+
+
+def test_a_subscription_token_may_bind_one_connection():
+    token = _token(_sub_claims(client="c-1"))
+    assert _grant(_hs256(), token, client="c-1")
+    with pytest.raises(AuthError, match="another connection"):
+        _grant(_hs256(), token, client="c-2")
+
+
+@pytest.mark.parametrize("claims, kwargs, problem", [
+    (lambda: _sub_claims(), {"channel": "room:other"}, "another channel"),
+    (lambda: _sub_claims(), {"user": "bob"}, "another user"),
+    (lambda: _claims(), {}, "channel"),  # a connection token is no subscription token
+    (lambda: _sub_claims(exp=int(time.time()) - 5), {}, "expired"),
+    (lambda: {"sub": "alice", "channel": "room:vip"}, {}, "exp"),
+])
+def test_a_subscription_token_for_something_else_is_refused(claims, kwargs, problem):
+    with pytest.raises(AuthError, match=problem):
+        _grant(_hs256(), _token(claims()), **kwargs)
+
+
+@pytest.mark.parametrize("token", [None, "", 5, "not-a-jwt"])
+def test_a_missing_or_malformed_subscription_token_is_refused(token):
+    with pytest.raises(AuthError):
+        _grant(_hs256(), token)
+
+
+def test_a_subscription_token_signed_otherwise_or_revoked_is_refused():
+    with pytest.raises(AuthError, match="invalid"):
+        _grant(_hs256(), _token(_sub_claims(), key="another-secret-of-enough-length!!"))
+    auth = Authenticator(load_settings(jwt_secret=SECRET), revoked=lambda jti: True)
+    with pytest.raises(AuthError, match="revoked"):
+        _grant(auth, _token(_sub_claims(jti="s-1")))
+
+
+def test_subscription_tokens_follow_aud_and_iss_too():
+    auth = _strict(jwt_audience="tidings", jwt_issuer="id")
+    assert _grant(auth, _token(_sub_claims(aud="tidings", iss="id")))
+    with pytest.raises(AuthError):
+        _grant(auth, _token(_sub_claims()))
+
+
+def test_a_subscription_token_cannot_connect():
+    with pytest.raises(AuthError, match="subscription token"):
+        _hs256().authenticate({"token": _token(_sub_claims())})
+
+
+# ---- comparing secrets ----------------------------------------------------------------------
+
+
+def test_secrets_equal_compares_contents():
+    assert secrets_equal("k3y", "k3y")
+    assert not secrets_equal("k3y", "k3Y")
+    assert not secrets_equal("", "k3y")
+    assert not secrets_equal("k3y-and-more", "k3y")

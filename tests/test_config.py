@@ -229,3 +229,56 @@ def test_voice_limits_come_from_nested_variables(monkeypatch):
 def test_a_binary_namespace_that_keeps_history_is_refused():
     with pytest.raises(ConfigError, match="binary needs history_size = 0"):
         load_settings(None, namespaces={"talk": {"binary": True}})
+# ---- security ---------------------------------------------------------------------------
+
+
+def test_security_defaults():
+    security = load_settings().security
+    assert security.allowed_origins == []
+    assert (security.max_connections, security.max_connections_per_address,
+            security.max_connections_per_user) == (100_000, 100, 100)
+    assert security.handshake_timeout == 10
+    assert (security.command_rate, security.command_burst) == (100, 200)
+    assert security.jwt_audience is None and security.jwt_issuer is None
+    assert (security.revocation_ttl, security.max_revocations) == (86_400, 100_000)
+    proxy = security.proxy
+    assert (proxy.connect_url, proxy.subscribe_url, proxy.publish_url) == (None, None, None)
+    assert (proxy.timeout, proxy.cache_ttl, proxy.cache_size) == (1, 10, 10_000)
+    assert "Cookie" in proxy.headers and "Authorization" in proxy.headers
+
+
+def test_security_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TIDINGS_SECURITY__MAX_CONNECTIONS_PER_USER", "5")
+    monkeypatch.setenv("TIDINGS_SECURITY__ALLOWED_ORIGINS", '["https://app.example.com"]')
+    monkeypatch.setenv("TIDINGS_SECURITY__PROXY__TIMEOUT", "2.5")
+    security = load_settings().security
+    assert security.max_connections_per_user == 5
+    assert security.allowed_origins == ["https://app.example.com"]
+    assert security.proxy.timeout == 2.5
+
+
+def test_security_settings_from_the_file(tmp_path):
+    settings = load_settings(_toml(tmp_path, '[security]\ncommand_rate = 10\n'
+                                              '[security.proxy]\n'
+                                              'subscribe_url = "http://127.0.0.1:3000/s"\n'))
+    assert settings.security.command_rate == 10
+    assert settings.security.proxy.subscribe_url == "http://127.0.0.1:3000/s"
+
+
+def test_a_connect_hook_counts_as_auth():
+    assert load_settings(security={"proxy": {"connect_url": "http://b/c"}}).auth_enabled
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"namespaces": {"vip": {"subscribe": "proxy"}}}, "security.proxy.subscribe_url"),
+    ({"namespaces": {"vip": {"publish": "proxy"}}}, "security.proxy.publish_url"),
+    ({"namespaces": {"vip": {"subscribe": "token"}},
+      "security": {"proxy": {"connect_url": "http://b/c"}}}, "jwt_secret"),
+    ({"security": {"command_burst": 0}}, "security.command_burst"),
+    ({"security": {"handshake_timeout": 0}}, "security.handshake_timeout"),
+    ({"security": {"max_connections": -1}}, "security.max_connections"),
+    ({"security": {"colour": "red"}}, "security.colour"),
+])
+def test_security_settings_that_cannot_work_are_errors(overrides, problem):
+    with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
+        load_settings(**overrides)

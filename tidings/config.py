@@ -36,10 +36,12 @@ class Namespace(BaseModel):
     """Seconds a publication is kept; 0 keeps it until history_size pushes it out."""
     presence: bool = False
     join_leave: bool = False
-    publish: Literal["members", "anyone", "server"] = "members"
-    """Who may publish from a client: subscribers only, any connected user, or only the server API."""
-    subscribe: Literal["anyone", "owner", "server"] = "anyone"
-    """Who may subscribe: any user, only the user the channel is named after, or nobody explicitly."""
+    publish: Literal["members", "anyone", "server", "proxy"] = "members"
+    """Who may publish from a client: subscribers only, any connected user, only the server
+    API, or whoever the application's backend allows (the publish proxy hook)."""
+    subscribe: Literal["anyone", "owner", "server", "token", "proxy"] = "anyone"
+    """Who may subscribe: any user, only the user the channel is named after, nobody
+    explicitly, the holder of a subscription token, or whoever the backend allows."""
     recovery_max: int = Field(10_000, ge=0)
     """Most publications one recovery returns; a client that missed more must reload history."""
     binary: bool = False
@@ -122,6 +124,61 @@ DEFAULT_NAMESPACES: dict[str, dict] = {
 }
 
 
+PROXY_HEADERS = ["Cookie", "Authorization", "Origin", "User-Agent", "X-Forwarded-For",
+                 "X-Real-Ip", "X-Request-Id"]
+
+
+class Proxy(BaseModel):
+    """The application's backend, asked over HTTP who a client is and what it may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_url: str | None = None
+    """Asked at `connect` without a token: the backend names the user (from cookies etc.)."""
+    subscribe_url: str | None = None
+    """Asked when a client subscribes to a channel of a `subscribe = "proxy"` namespace."""
+    publish_url: str | None = None
+    """Asked when a client publishes to a channel of a `publish = "proxy"` namespace."""
+    timeout: float = Field(1.0, gt=0)
+    """Seconds one hook call may take; a slower backend means error 111 for the client."""
+    cache_ttl: float = Field(10.0, ge=0)
+    """Seconds a subscribe or publish answer is reused for the same user and channel; 0: never."""
+    cache_size: int = Field(10_000, ge=0)
+    """Answers kept at most; the least recently used goes first."""
+    headers: list[str] = Field(default_factory=lambda: list(PROXY_HEADERS))
+    """Headers of the client's WebSocket handshake passed on to the backend."""
+
+
+class Security(BaseModel):
+    """Who may connect from where, how much one client may ask, and which tokens count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins (`https://app.example.com`) allowed besides the node's own; `*`: any."""
+    max_connections: int = Field(100_000, ge=0)
+    """WebSocket connections this node holds at most; 0: no cap."""
+    max_connections_per_address: int = Field(100, ge=0)
+    """Connections from one non-loopback IP address at most; 0: no cap."""
+    max_connections_per_user: int = Field(100, ge=0)
+    """Connections of one user on this node at most; 0: no cap."""
+    handshake_timeout: float = Field(10.0, gt=0)
+    """Seconds from opening a TCP connection to a complete HTTP request (and upgrade)."""
+    command_rate: float = Field(100.0, gt=0)
+    """Commands per second one connection may send, sustained."""
+    command_burst: int = Field(200, ge=1)
+    """Commands one connection may send at once, before command_rate applies."""
+    jwt_audience: str | None = None
+    """When set, every token must carry this `aud`."""
+    jwt_issuer: str | None = None
+    """When set, every token must carry this `iss`."""
+    revocation_ttl: float = Field(86_400.0, gt=0)
+    """Seconds a revoked `jti` stays revoked: at least the longest lifetime of your tokens."""
+    max_revocations: int = Field(100_000, ge=1, le=1_000_000)
+    """Revoked token ids held at once."""
+    proxy: Proxy = Field(default_factory=Proxy)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TIDINGS_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -159,6 +216,7 @@ class Settings(BaseSettings):
     resilience: Resilience = Field(default_factory=Resilience)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     stomp: StompSettings = Field(default_factory=StompSettings)
+    security: Security = Field(default_factory=Security)
 
     @model_validator(mode="before")
     @classmethod
@@ -180,6 +238,18 @@ class Settings(BaseSettings):
         for name in ("jwt_secret", "api_key"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name} is empty: give a value or leave it unset")
+        proxy = self.security.proxy
+        for name, options in self.namespaces.items():
+            if options.subscribe == "proxy" and not proxy.subscribe_url:
+                raise ValueError(f"namespaces.{name}.subscribe is 'proxy': set "
+                                 "security.proxy.subscribe_url")
+            if options.publish == "proxy" and not proxy.publish_url:
+                raise ValueError(f"namespaces.{name}.publish is 'proxy': set "
+                                 "security.proxy.publish_url")
+            if (options.subscribe == "token" and self.auth_enabled
+                    and not (self.jwt_secret or self.jwt_public_key)):
+                raise ValueError(f"namespaces.{name}.subscribe is 'token': set jwt_secret or "
+                                 "jwt_public_key to verify subscription tokens")
         return self
 
     @classmethod
@@ -199,7 +269,7 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.jwt_secret or self.jwt_public_key)
+        return bool(self.jwt_secret or self.jwt_public_key or self.security.proxy.connect_url)
 
     @property
     def loopback_only(self) -> bool:

@@ -30,6 +30,8 @@ class ErrorCode(IntEnum):
     NOT_A_MEMBER = 129
     VOICE_FRAME_TOO_LARGE = 130
     VOICE_RATE_LIMITED = 131
+    RATE_LIMITED = 115
+    BAD_SUBSCRIPTION_TOKEN = 116
 
 
 class CloseCode(IntEnum):
@@ -50,12 +52,19 @@ class CloseCode(IntEnum):
     FORCE_DISCONNECTED = 4502
     TOO_MANY_ERRORS = 4503
     BAD_VOICE_FRAME = 4510
+    TOO_MANY_CONNECTIONS = 4504
+    TOKEN_REVOKED = 4505
+    COMMAND_FLOOD = 4506
 
 
 class TidingsError(Exception):
-    """An error a client is told about: a code from ErrorCode and a plain message."""
+    """An error a client is told about: a code from ErrorCode and a plain message.
 
-    def __init__(self, code: ErrorCode, message: str):
+    With `close`, the connection is then closed with that code (after the error is sent).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, close: CloseCode | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.close = close

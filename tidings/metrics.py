@@ -38,6 +38,15 @@ class Metrics:
             "tidings_disconnects", "Sessions closed by the node, by close code",
             ["code"], registry=self.registry,
         )
+        self.refused = Counter(
+            "tidings_refused", "Handshakes, connections and commands refused by a security "
+            "check or limit, by reason", ["reason"], registry=self.registry,
+        )
+        self.proxy_calls = Counter(
+            "tidings_proxy_calls", "Answers of the application backend's proxy hooks, by hook "
+            "and outcome (allow, deny, error, cached_allow, cached_deny)",
+            ["hook", "outcome"], registry=self.registry,
+        )
         self.publish_seconds = Histogram(
             "tidings_publish_seconds", "Publish latency: store append to broker hand-off",
             registry=self.registry,

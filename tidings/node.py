@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 
 from tidings import __version__
+from tidings.access import AccessControl
 from tidings.auth import Authenticator
 from tidings.broker import Broker, open_broker
 from tidings.broker.base import BrokerError
@@ -24,11 +25,14 @@ from tidings.channels import Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Hub
+from tidings.limits import ConnectionCaps
 from tidings.looplag import LoopLag
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
+from tidings.proxy import ProxyHooks
+from tidings.revocation import RevokedTokens
 from tidings.store import OutcomeUnknown, Retention, Store, open_store
 from tidings.store.base import CommitUnknown, now_ms
 from tidings.supervision import Supervisor
@@ -50,7 +54,9 @@ class Node:
         self.hub = Hub(self.store, self.broker)
         self.voice = VoiceRelay(self.hub, settings, self.name)
         self.outbox = Outbox()
-        self.auth = Authenticator(settings)
+        self.revoked = RevokedTokens(settings.security, self._close_revoked)
+        self.auth = Authenticator(settings, self.revoked.__contains__)
+        self.caps = ConnectionCaps(settings.security)
         self.started = now_ms()
         self.sessions: dict[str, "SessionLike"] = {}
         self.by_user: dict[str, set["SessionLike"]] = {}
@@ -74,7 +80,11 @@ class Node:
             "voice_frames_relayed_total": lambda: self.voice.relayed,
             "voice_frames_dropped_total": lambda: self.voice.dropped,
             "voice_frames_refused_total": lambda: self.voice.refused,
+            "revoked_tokens": lambda: len(self.revoked),
         }, restarts=self._restarts)
+        self.access = AccessControl(self.auth, self.caps,
+                                    ProxyHooks(settings.security.proxy, self.metrics),
+                                    self.metrics, lambda user: len(self.by_user.get(user, ())))
         self.supervisor = Supervisor()  # the node's periodic loops
         self.loop_lag = LoopLag(self.metrics.loop_lag, settings.resilience.loop_lag_interval)
         self._tasks: set[asyncio.Task] = set()
@@ -84,6 +94,7 @@ class Node:
     async def start(self) -> None:
         await self.store.start()
         await self.broker.start(self._on_broker_message, self._on_broker_reconnect)
+        await self.revoked.start(self.hub, self.store)
         await self._heartbeat()
         every = self._every
         self.supervisor.spawn("heartbeat", every(self.settings.cluster_ttl / 3, self._heartbeat))
@@ -110,6 +121,8 @@ class Node:
             await self.drain()
         await self.supervisor.stop()
         self.voice.close()
+        await self.revoked.stop()
+        await self.access.proxy.close()
         await self.hub.close()
         await self.broker.close()
         await self.store.close()
@@ -235,6 +248,21 @@ class Node:
                 closed += 1
         return closed
 
+    # ---- revoked tokens --------------------------------------------------------------
+
+    async def revoke(self, jti: str, exp: float | None = None) -> None:
+        """Revoke a token id on every node (see tidings.revocation)."""
+        if len(self.revoked) >= self.revoked.capacity:
+            raise TidingsError(ErrorCode.LIMIT_EXCEEDED,
+                               f"{self.revoked.capacity} tokens are revoked already "
+                               "(security.max_revocations)")
+        await self.publish(self.revoked.channel, self.revoked.entry(jti, exp))
+
+    def _close_revoked(self, jti: str) -> None:
+        for session in list(self.sessions.values()):
+            if jti in session.token_ids():
+                session.close(CloseCode.TOKEN_REVOKED, "token revoked")
+
     # ---- the broker ------------------------------------------------------------------
 
     async def _to_broker(self, channel: str, kind: str, body: dict) -> None:
@@ -290,5 +318,8 @@ class SessionLike(Protocol):
     user: str
 
     def close(self, code: int, reason: str) -> None: ...
+
+    def token_ids(self) -> set[str]:
+        """The `jti` of every token this session holds (connection and subscriptions)."""
 
     def tick(self, now: float) -> None: ...

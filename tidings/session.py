@@ -12,14 +12,16 @@ import time
 import uuid
 from typing import Protocol
 
-from tidings.auth import AuthError
+from tidings.auth import Grant
 from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel, valid_user_id
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Codec
+from tidings.limits import CommandBucket
 from tidings.logs import bind_session, session_fields
 from tidings.model import ClientInfo, Publication
 from tidings.node import JOIN, LEAVE, Node
+from tidings.peer import Peer
 from tidings.store.base import RecoveryImpossible, StoreError
 
 log = logging.getLogger("tidings.session")
@@ -48,14 +50,21 @@ class SessionCodec(Codec, Protocol):
 
 
 class Session:
-    def __init__(self, node: Node, conn: Connection, codec: SessionCodec):
+    def __init__(self, node: Node, conn: Connection, codec: SessionCodec,
+                 peer: Peer | None = None):
         self.node = node
         self.conn = conn
         self.codec = codec
+        self.peer = peer or Peer()  # its place under the connection caps is freed at cleanup
         self.client = str(uuid.uuid4())
         self.user = ""
         self.meta: dict = {}
-        self.expires: int | None = None  # the token's exp: the session ends with it
+        self.expires: int | None = None  # the earliest exp of its tokens: the session ends then
+        self.jti: str | None = None  # the connection token's id
+        self._token_expires: int | None = None  # the connection token's exp
+        self.grants: dict[str, Grant] = {}  # subscription tokens, by channel
+        security = node.settings.security
+        self.commands = CommandBucket(security.command_rate, security.command_burst)
         self.connected = False
         self.closed = False
         self.subscriptions: set[str] = set()
@@ -186,10 +195,9 @@ class Session:
             raise TidingsError(ErrorCode.ALREADY_CONNECTED, "already connected")
         if self.node.draining:
             raise TidingsError(ErrorCode.UNAVAILABLE, "node is shutting down: use another")
-        try:
-            identity = self.node.auth.authenticate(credentials)
-        except AuthError as exc:
-            raise TidingsError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+        identity = await self.node.access.identify(credentials, self)
+        if self.closed:  # the socket went while the backend was asked
+            raise TidingsError(ErrorCode.UNAVAILABLE, "connection closed")
         automatic = [user_channel(identity.user), BROADCAST]
         unknown = set(recover) - set(automatic)
         if unknown:
@@ -197,7 +205,8 @@ class Session:
                 ErrorCode.BAD_REQUEST,
                 f"connect can recover only {automatic}; subscribe to {sorted(unknown)} instead",
             )
-        self.user, self.meta, self.expires = identity.user, identity.meta, identity.expires
+        self.user, self.meta, self.jti = identity.user, identity.meta, identity.jti
+        self.expires = self._token_expires = identity.expires
         self.connected = True
         self.hold()
         self.node.identify(self)
@@ -230,16 +239,21 @@ class Session:
             return result
 
     async def subscribe(self, name: str, since: tuple[int, str] | None, *,
-                        codec: Codec | None = None) -> dict:
-        """Subscribe `name`; `codec` makes this subscription's frames (default: the session's)."""
+                        token: str | None = None, codec: Codec | None = None) -> dict:
+        """Subscribe `name`. `token`: a subscription token, for namespaces that want one;
+        `codec` makes this subscription's frames (default: the session's)."""
         channel = self._channel(name)
         if channel.name in self.subscriptions:
             raise TidingsError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {name}")
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise TidingsError(ErrorCode.LIMIT_EXCEEDED,
                                f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
-        self._check_read(channel, subscribing=True)
-        return await self._subscribe(channel, since, codec)
+        grant = await self.node.access.check_subscribe(self, channel, token)
+        result = await self._subscribe(channel, since, codec)
+        if grant is not None:
+            self.grants[channel.name] = grant
+            self._update_expiry()
+        return result
 
     async def _subscribe(self, channel: Channel, since: tuple[int, str] | None,
                          codec: Codec | None = None) -> dict:
@@ -275,18 +289,15 @@ class Session:
 
     async def publish(self, name: str, data: bytes, *, source: str | None = None) -> dict:
         channel = self._channel(name)
-        rule = channel.options.publish
-        if rule == "server":
-            raise TidingsError(ErrorCode.PERMISSION_DENIED,
-                               f"only the server API publishes to {channel.namespace} channels")
-        if rule == "members" and channel.name not in self.subscriptions:
-            raise TidingsError(ErrorCode.PERMISSION_DENIED, f"subscribe to {name} to publish")
+        await self.node.access.check_publish(self, channel, data)
         return await self._publish(channel, data, source)
 
     async def send(self, user: str, data: bytes) -> dict:
         if not valid_user_id(user):
             raise TidingsError(ErrorCode.BAD_REQUEST, "send: 'user' is not a valid user id")
-        return await self._publish(self.node.channel(user_channel(user)), data, None)
+        channel = self.node.channel(user_channel(user))
+        await self.node.access.check_publish(self, channel, data)
+        return await self._publish(channel, data, None)
 
     async def _publish(self, channel: Channel, data: bytes, source: str | None) -> dict:
         try:
@@ -297,7 +308,7 @@ class Session:
 
     async def history(self, name: str, *, limit: int, since: int | None, reverse: bool) -> dict:
         channel = self._channel(name)
-        self._check_read(channel, subscribing=False)
+        self._check_read(channel)
         if not channel.options.stored:
             raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} keeps no history")
         try:
@@ -314,7 +325,7 @@ class Session:
 
     async def presence(self, name: str) -> dict:
         channel = self._channel(name)
-        self._check_read(channel, subscribing=False)
+        self._check_read(channel)
         if not channel.options.presence:
             raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} has no presence")
         try:
@@ -331,14 +342,34 @@ class Session:
         except ChannelError as exc:
             raise TidingsError(ErrorCode.BAD_CHANNEL, str(exc)) from None
 
-    def _check_read(self, channel: Channel, *, subscribing: bool) -> None:
-        rule = channel.options.subscribe
-        if rule == "owner" and channel.owner != self.user:
-            raise TidingsError(ErrorCode.PERMISSION_DENIED,
-                               f"{channel.name} belongs to another user")
-        if rule == "server" and subscribing:
-            raise TidingsError(ErrorCode.PERMISSION_DENIED,
-                               f"{channel.namespace} channels are subscribed automatically")
+    def _check_read(self, channel: Channel) -> None:
+        """May this session read the channel's history and presence (tidings.access)?"""
+        self.node.access.check_read(self, channel)
+
+    def admit_command(self) -> None:
+        """Every protocol handler asks this once per inbound command, before running it."""
+        if self.commands.take():
+            return
+        self.node.metrics.count(self.node.metrics.refused, "command_rate")
+        security = self.node.settings.security
+        limit = f"over {security.command_rate:g} commands/s (burst {security.command_burst})"
+        if self.commands.flooding:
+            raise TidingsError(ErrorCode.RATE_LIMITED, f"command flood: {limit} and still sending",
+                               close=CloseCode.COMMAND_FLOOD)
+        raise TidingsError(ErrorCode.RATE_LIMITED,
+                           f"{limit}: retry in {self.commands.retry_after() * 1000:.0f} ms")
+
+    def token_ids(self) -> set[str]:
+        ids = {grant.jti for grant in self.grants.values() if grant.jti}
+        if self.jti:
+            ids.add(self.jti)
+        return ids
+
+    def _update_expiry(self) -> None:
+        times = [grant.expires for grant in self.grants.values()]
+        if self._token_expires is not None:
+            times.append(self._token_expires)
+        self.expires = min(times) if times else None
 
     def _info(self) -> ClientInfo:
         return ClientInfo(self.client, self.user, self.node.name, self.meta)
@@ -354,6 +385,8 @@ class Session:
 
     async def _leave(self, channel: Channel) -> None:
         self.subscriptions.discard(channel.name)
+        if self.grants.pop(channel.name, None) is not None:
+            self._update_expiry()
         self.node.hub.unsubscribe(self, channel.name)
         try:
             if channel.options.presence:
@@ -366,6 +399,7 @@ class Session:
     async def cleanup(self) -> None:
         """After the socket is gone: drop every subscription, presence entry and registration."""
         self.closed = True
+        self.peer.leave()
         for name in list(self.subscriptions):
             await self._leave(self.node.channel(name))
         self.node.detach(self)

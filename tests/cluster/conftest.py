@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import asyncpg
@@ -206,11 +206,11 @@ async def clean_broker(kind: str, tag: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=BROKERS)
-async def cluster(request) -> Iterator[Cluster]:
-    kind = request.param
+@contextlib.asynccontextmanager
+async def running_cluster(kind: str, size: int = 3, **settings: str) -> AsyncIterator[Cluster]:
+    """A started cluster on `kind` with its own schema and broker namespace, removed after."""
     tag = f"t{uuid.uuid4().hex[:10]}"
-    running = Cluster(kind, broker_url(kind, tag), tag)
+    running = Cluster(kind, broker_url(kind, tag), tag, size, **settings)
     await asyncio.get_running_loop().run_in_executor(None, running.start)
     try:
         yield running
@@ -218,3 +218,9 @@ async def cluster(request) -> Iterator[Cluster]:
         running.stop()
         await drop_schema(tag)
         await clean_broker(kind, tag)
+
+
+@pytest.fixture(params=BROKERS)
+async def cluster(request) -> Iterator[Cluster]:
+    async with running_cluster(request.param) as running:
+        yield running

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -312,3 +314,72 @@ def test_arbitrary_json_objects_never_raise_anything_but_protocol_error(obj):
 def test_commands_with_arbitrary_params_never_raise_anything_but_protocol_error(id, method,
                                                                                   fields):
     _only_protocol_errors(orjson.dumps({"id": id, method: fields}))
+
+
+# ---- fuzzing: an answer within a time bound -----------------------------------------------
+#
+# Any frame a client may send (up to max_frame_bytes, 64 KiB by default) is a command or a
+# documented error (101, 102) within TIME_BOUND of CPU time: the thread's own CPU time, so
+# that a busy neighbour on the machine cannot make the test fail. Typical frames take
+# microseconds; the bound is there to catch anything quadratic.
+
+TIME_BOUND = 0.05  # seconds
+FRAME_LIMIT = 65536
+
+
+def _answers_in_time(frame) -> None:
+    assert len(frame) < FRAME_LIMIT
+    started = time.thread_time()
+    _only_protocol_errors(frame)
+    assert time.thread_time() - started < TIME_BOUND
+
+
+def _fill(prefix: str, unit: str, suffix: str) -> str:
+    """prefix + unit repeated + suffix, as long (in UTF-8) as a frame may be."""
+    room = FRAME_LIMIT - 1 - len((prefix + suffix).encode())
+    return prefix + unit * (room // len(unit.encode())) + suffix
+
+
+@pytest.mark.parametrize("frame", [
+    _fill("", "[", ""),  # nested past any depth
+    _fill('{"id":1,"publish":{"channel":"room:a","data":', "[", ""),
+    '{"id":1,"publish":{"channel":"room:a","data":' + "[" * 254 + "]" * 254 + "}}",
+    _fill('{"id":1,"publish":{"channel":"room:a","data":', "1", "}}"),  # a huge number
+    _fill('{"id":1,"publish":{"channel":"room:a","data":"', "\\u0000", '"}}'),
+    _fill('{"id":1,"publish":{"channel":"room:a","data":"', "\\ud83d\\ude00", '"}}'),
+    _fill('{"id":1,"publish":{"channel":"room:a","data":[', "0.1e-300,", "0]}}"),
+    _fill('{"id":1,"publish":{"channel":"room:a","data":{', '"k":1,', '"z":1}}}'),  # same key
+    _fill('{"id":1,"connect":{"recover":{', '"user:a":{"offset":1,"epoch":"e"},', '"b":{}}}}'),
+    _fill('{"id":1,"subscribe":{"channel":"', "a", '"}}'),  # an overlong channel
+    _fill('{"id":1,"send":{"user":"', "é", '","data":1}}'),
+    _fill('{"id":1,', '"x":1,', '"history":{}}'),  # thousands of methods
+    _fill("", " ", "{}"),
+    _fill('"', "\\\\", '"'),
+])
+def test_worst_case_frames_are_answered_within_the_time_bound(frame):
+    _answers_in_time(frame)
+    _answers_in_time(frame.encode())
+
+
+big_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=2000),
+    lambda inner: st.lists(inner, max_size=30) | st.dictionaries(st.text(max_size=20), inner,
+                                                                 max_size=30),
+    max_leaves=100,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1000, max_size=FRAME_LIMIT - 1))
+def test_large_arbitrary_bytes_are_answered_within_the_time_bound(frame):
+    _answers_in_time(frame)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(native.METHODS)), big_json, st.one_of(st.none(), big_json))
+def test_large_commands_are_answered_within_the_time_bound(method, data, other):
+    frame = orjson.dumps({"id": 1, method: {"channel": "room:a", "data": data, "recover": other,
+                                            "user": other}})
+    if len(frame) < FRAME_LIMIT:
+        _answers_in_time(frame)

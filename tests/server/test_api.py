@@ -390,3 +390,33 @@ async def test_deeply_nested_data_is_400(server):
     body = b'{"channel":"room:a","data":' + b"[" * 300 + b"]" * 300 + b"}"
     status, reply = await _call(server, "POST", "/api/publish", data=body)
     assert status == 400 and reply["error"]["code"] == ErrorCode.BAD_REQUEST
+
+
+# ---- cross-site requests -----------------------------------------------------------------
+
+
+async def test_a_page_on_another_site_cannot_call_the_api(server):
+    """A no-cors POST from evil.example to the loopback node: refused, nothing published."""
+    status, body = await _call(server, "POST", "/api/publish",
+                               headers={"Origin": "https://evil.example",
+                                        "Content-Type": "text/plain"},
+                               data=b'{"channel":"room:csrf","data":1}')
+    assert (status, body["error"]["code"]) == (403, ErrorCode.PERMISSION_DENIED)
+    page = await server.node.store.history("room:csrf", limit=10, since=None, reverse=False)
+    assert page.publications == []
+
+
+@pytest.mark.parametrize("headers", [None, {"Origin": "http://localhost:5173"}])
+async def test_backends_and_loopback_pages_may_call_the_api(server, headers):
+    status, _ = await _call(server, "POST", "/api/publish", headers=headers,
+                            json={"channel": "room:ok", "data": 1})
+    assert status == 200
+
+
+async def test_revoke_needs_the_api_key_like_every_endpoint(make_server):
+    async with make_server(api_key="k3y", jwt_secret="a-secret-long-enough-for-hs256-signing") as s:
+        status, _ = await _call(s, "POST", "/api/revoke", json={"jti": "x"})
+        assert status == 401
+        status, body = await _call(s, "POST", "/api/revoke", json={"jti": "x"},
+                                   headers={"X-API-Key": "k3y"})
+        assert (status, body) == (200, {"jti": "x"})

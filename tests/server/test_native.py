@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
+import orjson
 import pytest
+
+import websockets
 
 from tests.conftest import CommandError
 from tidings.errors import CloseCode, ErrorCode
@@ -390,3 +395,68 @@ async def test_a_session_ends_when_its_token_expires(make_server):
         assert notice["code"] == CloseCode.TOKEN_EXPIRED and notice["reconnect"] is True
         code, _ = await client.closed()
         assert code == CloseCode.TOKEN_EXPIRED
+
+
+# ---- the command rate limit ---------------------------------------------------------------
+
+
+async def _pipeline(client, frames: list[dict]) -> list[dict]:
+    """Send every frame without waiting, then read replies until all came or the socket closed."""
+    for frame in frames:
+        await client.ws.send(orjson.dumps(frame).decode())
+    client.reader.cancel()
+    replies: list[dict] = []
+    with contextlib.suppress(websockets.ConnectionClosed, asyncio.TimeoutError):
+        while len(replies) < len(frames):
+            message = orjson.loads(await asyncio.wait_for(client.ws.recv(), 10))
+            if "id" in message:
+                replies.append(message)
+    return replies
+
+
+async def test_commands_past_the_burst_get_115_and_are_not_run(make_server):
+    async with make_server(security={"command_rate": 1, "command_burst": 5}) as server:
+        alice = await server.client("alice")  # connect took one token
+        await alice.call("subscribe", {"channel": "room:r"})  # and this one
+        frames = [{"id": 10 + n, "publish": {"channel": "room:r", "data": n}} for n in range(6)]
+        replies = await _pipeline(alice, frames)
+        assert [("error" in r) for r in replies] == [False, False, False, True, True, True]
+        error = replies[-1]["error"]
+        assert error["code"] == ErrorCode.RATE_LIMITED and "retry in" in error["message"]
+        page = await server.node.store.history("room:r", limit=100, since=None, reverse=False)
+        assert [orjson.loads(p.data) for p in page.publications] == [0, 1, 2]
+
+
+async def test_five_thousand_commands_at_once_are_cut_off_with_4506(server):
+    """The reported flood: 5,000 commands on one connection were all executed."""
+    alice = await server.client("alice")
+    await alice.call("subscribe", {"channel": "room:flood"})
+    security = server.node.settings.security
+    frames = [{"id": 10 + n, "publish": {"channel": "room:flood", "data": n}}
+              for n in range(5000)]
+    started = time.monotonic()
+    replies = await _pipeline(alice, frames)
+    elapsed = time.monotonic() - started
+    ran = sum("error" not in r for r in replies)
+    # the burst (less connect and subscribe), plus what refilled while they were sent
+    assert security.command_burst - 2 <= ran <= security.command_burst + security.command_rate * elapsed
+    assert len(replies) < len(frames)
+    assert {r["error"]["code"] for r in replies if "error" in r} == {ErrorCode.RATE_LIMITED}
+    assert alice.ws.close_code == CloseCode.COMMAND_FLOOD
+    page = await server.node.store.history("room:flood", limit=1000, since=None, reverse=False)
+    assert len(page.publications) == ran
+    await server.client("bob")  # nobody else is affected
+
+
+async def test_a_client_that_waits_as_told_is_served_and_stays(make_server):
+    async with make_server(security={"command_rate": 50, "command_burst": 2}) as server:
+        alice = await server.client("alice")
+        done = 0
+        while done < 10:
+            reply = await alice.request("history", {"channel": "room:r"})
+            if "error" in reply:
+                assert reply["error"]["code"] == ErrorCode.RATE_LIMITED
+                await asyncio.sleep(0.03)
+            else:
+                done += 1
+        assert alice.ws.close_code is None

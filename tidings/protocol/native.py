@@ -36,6 +36,7 @@ class Connect:
 class Subscribe:
     channel: str
     position: Position | None
+    token: str | None = None  # a subscription token, for namespaces that need one
 
 
 @dataclass(slots=True, frozen=True)
@@ -177,7 +178,7 @@ def _history(f: Fields) -> History:
 
 _PARSERS = {
     "connect": _connect,
-    "subscribe": lambda f: Subscribe(f.str("channel"), f.position()),
+    "subscribe": lambda f: Subscribe(f.str("channel"), f.position(), f.str("token", False)),
     "unsubscribe": lambda f: Unsubscribe(f.str("channel")),
     "publish": lambda f: Publish(f.str("channel"), f.data()),
     "send": lambda f: Send(f.user(), f.data()),

@@ -7,7 +7,6 @@ Errors are `{"error": {"code": C, "message": "..."}}` with the codes of docs/pro
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import re
@@ -16,12 +15,13 @@ import orjson
 from aiohttp import web
 
 from tidings import __version__
+from tidings.auth import secrets_equal
 from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
 from tidings.errors import ErrorCode, TidingsError
 from tidings.health import readiness
 from tidings.node import Node
-from tidings.server.keys import NODE
+from tidings.server.keys import NODE, ORIGINS
 from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
 from tidings.store.base import StoreError
 
@@ -30,6 +30,7 @@ log = logging.getLogger("tidings.api")
 MAX_BODY = 1024 * 1024
 INTEGER = re.compile(r"-?[0-9]{1,18}")
 MAX_SOURCE = 100
+MAX_JTI = 200
 
 STATUS = {
     ErrorCode.BAD_REQUEST: 400,
@@ -38,6 +39,7 @@ STATUS = {
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.OUTCOME_UNKNOWN: 503,
+    ErrorCode.LIMIT_EXCEEDED: 429,
 }
 
 
@@ -55,6 +57,7 @@ async def api_errors(request: web.Request, handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     try:
+        _check_origin(request)
         _authorize(request)
         return await handler(request)
     except TidingsError as exc:
@@ -70,6 +73,15 @@ async def api_errors(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         log.exception("server API %s %s failed", request.method, request.path)
         return error_response(ErrorCode.INTERNAL, "internal error")
+
+
+def _check_origin(request: web.Request) -> None:
+    """A browser page may call the API only from an allowed origin (no cross-site requests)."""
+    refusal = request.app[ORIGINS].refusal_for(request)
+    if refusal is not None:
+        node = request.app[NODE]
+        node.metrics.count(node.metrics.refused, "origin")
+        raise TidingsError(ErrorCode.PERMISSION_DENIED, refusal)
 
 
 def _authorize(request: web.Request) -> None:
@@ -89,7 +101,7 @@ def _authorize(request: web.Request) -> None:
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("apikey "):
         given = auth[len("apikey "):].strip()
-    if not given or not hmac.compare_digest(given.encode(), key.encode()):
+    if not given or not secrets_equal(given, key):
         raise TidingsError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
 
 
@@ -194,6 +206,18 @@ async def disconnect(request: web.Request) -> web.Response:
     return _json({"user": user, "closed_here": closed})
 
 
+async def revoke(request: web.Request) -> web.Response:
+    """Revoke a token by its `jti` on every node; sessions holding it are closed with 4505."""
+    node = request.app[NODE]
+    fields = await _body(request, "revoke")
+    jti = fields.str("jti")
+    if not 0 < len(jti) <= MAX_JTI:
+        raise TidingsError(ErrorCode.BAD_REQUEST, f"revoke: 'jti' must be 1 to {MAX_JTI} characters")
+    exp = fields.int("exp", required=False)
+    await node.revoke(jti, exp)
+    return _json({"jti": jti})
+
+
 async def info(request: web.Request) -> web.Response:
     node = request.app[NODE]
     nodes = sorted(await node.nodes(), key=lambda n: n.name)
@@ -237,6 +261,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/history", history),
         web.get("/api/presence", presence),
         web.post("/api/disconnect", disconnect),
+        web.post("/api/revoke", revoke),
         web.get("/api/info", info),
         web.get("/health", health),
         web.get("/health/ready", health),

@@ -12,13 +12,21 @@ from aiohttp import web
 from tidings import __version__
 from tidings.node import Node
 from tidings.server import api, native, page, sockjs, stomp
-from tidings.server.keys import NODE
+from tidings.server.keys import NODE, ORIGINS
+from tidings.server.origin import OriginPolicy
 
 log = logging.getLogger("tidings.server")
 
+
 def make_app(node: Node) -> web.Application:
-    app = web.Application(client_max_size=api.MAX_BODY, middlewares=[api.api_errors])
+    app = web.Application(
+        client_max_size=api.MAX_BODY, middlewares=[api.api_errors],
+        # a connection must finish its request (a WebSocket handshake included) this fast,
+        # and an idle keep-alive connection is closed after as long
+        handler_args={"keepalive_timeout": node.settings.security.handshake_timeout},
+    )
     app[NODE] = node
+    app[ORIGINS] = OriginPolicy(node.settings)
     app.add_routes([web.get("/ws", native.handle), *page.routes(), *api.routes()])
     stomp.setup(app)
     sockjs.setup(app)

@@ -3,5 +3,7 @@
 from aiohttp import web
 
 from tidings.node import Node
+from tidings.server.origin import OriginPolicy
 
 NODE = web.AppKey("node", Node)
+ORIGINS = web.AppKey("origins", OriginPolicy)

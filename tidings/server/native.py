@@ -6,12 +6,14 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
 from tidings.server.keys import NODE
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
+from tidings.server import websocket
 from tidings.server.connection import WebSocketConnection
 from tidings.protocol.voice import VoiceFormatError
 from tidings.session import Session
@@ -43,15 +45,17 @@ PONG_TEXT = wsframe.text(b"pong")
 CODEC = NativeCodec()
 
 
+def socket_options(settings: Settings) -> dict:
+    """How /ws sets up aiohttp's WebSocket (the Autobahn run in tests uses the same)."""
+    # autoping off: a WebSocket-level ping must reach the loop below to count as life.
+    # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
+    return {"compress": False, "autoping": False, "max_msg_size": settings.max_frame_bytes + 1}
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    ws = web.WebSocketResponse(
-        # autoping off: a WebSocket-level ping must reach the loop below to count as life.
-        # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
-        compress=False, autoping=False, max_msg_size=node.settings.max_frame_bytes + 1
-    )
-    await ws.prepare(request)
-    session = Session(node, WebSocketConnection(ws, request.transport), CODEC)
+    ws, peer = await websocket.accept(request, node, "native", **socket_options(node.settings))
+    session = Session(node, WebSocketConnection(ws, request.transport), CODEC, peer)
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     errors = 0
@@ -89,11 +93,12 @@ async def _on_text(session: Session, text: str) -> bool:
         return True
     metrics = session.node.metrics
     try:
+        session.admit_command()
         result = await dispatch(session, command)
     except TidingsError as exc:
         _reply_error(session, command.id, exc.code, exc.message, command.method)
-        if command.method == "connect" and exc.code == ErrorCode.UNAUTHORIZED:
-            session.close(CloseCode.UNAUTHORIZED, exc.message)
+        if exc.close is not None:
+            session.close(exc.close, exc.message)
         return exc.code not in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_METHOD)
     except Exception:
         log.exception("command %s failed", command.method)
@@ -132,7 +137,7 @@ async def dispatch(session: Session, command: Command) -> dict:
         raise TidingsError(ErrorCode.NOT_CONNECTED, "send connect first")
     if isinstance(params, native.Subscribe):
         since = (params.position.offset, params.position.epoch) if params.position else None
-        return await session.subscribe(params.channel, since)
+        return await session.subscribe(params.channel, since, token=params.token)
     if isinstance(params, native.Unsubscribe):
         return await session.unsubscribe(params.channel)
     if isinstance(params, native.Publish):

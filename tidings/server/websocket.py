@@ -1,0 +1,121 @@
+"""Accepting a WebSocket: the checks before the upgrade, and RFC 6455 strictness after it.
+
+Every WebSocket endpoint (`/ws`, and any other protocol served over WebSocket) opens its
+socket with `accept`, which in this order:
+
+1. refuses a page whose `Origin` is not allowed (403, tidings.server.origin);
+2. takes a place under the connection caps (503 when the node is full, 429 when the address
+   is, tidings.limits); the session gives it back when it ends;
+3. upgrades with `StrictWebSocketResponse`: aiohttp's WebSocket, with every byte from the
+   client checked by `ClientFrameCheck` before aiohttp's reader sees it, so an unmasked
+   frame or a close frame with a forbidden code fails the connection with 1002.
+
+Refusals are answered `{"error": {"code": C, "message": "..."}}` and counted in
+`tidings_refused_total` by reason. The request line and headers must arrive within
+`security.handshake_timeout` (aiohttp's keep-alive timer, set in tidings.server.app).
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import WSCloseCode, WebSocketError, web
+
+from tidings.errors import ErrorCode
+from tidings.limits import Refusal
+from tidings.node import Node
+from tidings.peer import Peer
+from tidings.protocol.wscheck import ClientFrameCheck
+from tidings.server.keys import ORIGINS
+
+
+class _CheckedReader:
+    """Stands in front of aiohttp's frame reader: bytes reach it only once checked."""
+
+    __slots__ = ("_reader", "_queue", "_check")
+
+    def __init__(self, reader, queue):
+        self._reader, self._queue = reader, queue
+        self._check = ClientFrameCheck()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        allowed = self._check.feed(data)
+        if allowed is None:
+            return self._reader.feed_data(data)
+        if allowed:
+            self._reader.feed_data(data[:allowed])  # the frames before the forbidden one
+        # What aiohttp does with its own protocol errors: receive() answers with a close
+        # frame carrying 1002 and drops the connection.
+        self._queue.set_exception(WebSocketError(WSCloseCode.PROTOCOL_ERROR,
+                                                 self._check.violation))
+        return True, b""
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+class StrictWebSocketResponse(web.WebSocketResponse):
+    """aiohttp's server WebSocket with RFC 6455's masking and close-code rules enforced.
+
+    aiohttp offers no hook for this, so the checked reader is put in the place where aiohttp
+    keeps the upgraded connection's parser (`RequestHandler._payload_parser`); bytes that
+    arrived with the handshake (`_message_tail`) go through it too. tests/server/
+    test_websocket.py fails if a new aiohttp moves either.
+    """
+
+    def _post_start(self, request, protocol, writer) -> None:
+        handler = request.protocol
+        early, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        checked = _CheckedReader(handler._payload_parser, self._reader)
+        handler._payload_parser = checked
+        if early:
+            checked.feed_data(early)
+
+
+def _refuse(node: Node, reason: str, status: int, code: ErrorCode, message: str) -> web.HTTPException:
+    node.metrics.count(node.metrics.refused, reason)
+    cls = {403: web.HTTPForbidden, 429: web.HTTPTooManyRequests,
+           503: web.HTTPServiceUnavailable}[status]
+    body = orjson.dumps({"error": {"code": int(code), "message": message}}).decode()
+    return cls(text=body, content_type="application/json",
+               headers={"Retry-After": "1"} if status != 403 else None)
+
+
+def peer_of(request: web.Request, node: Node, protocol: str,
+            transport: str = "websocket") -> Peer:
+    """Check the Origin and take a place under the caps (raising the HTTP refusal).
+
+    What every endpoint that opens a session asks first; a SockJS endpoint asks it for a
+    new session on any of its transports (`transport` names which, for the proxy hooks).
+    """
+    refusal = request.app[ORIGINS].refusal_for(request)
+    if refusal is not None:
+        raise _refuse(node, "origin", 403, ErrorCode.PERMISSION_DENIED, refusal)
+    address = request.remote or ""
+    try:
+        admission = node.caps.admit(address)
+    except Refusal as refusal:
+        raise _refuse(node, refusal.reason, refusal.status, ErrorCode.LIMIT_EXCEEDED,
+                      refusal.message) from None
+    proxy = node.settings.security.proxy
+    headers = {}
+    if proxy.connect_url or proxy.subscribe_url or proxy.publish_url:  # kept only for them
+        headers = {name: request.headers[name] for name in proxy.headers
+                   if name in request.headers}
+    return Peer(address, headers, transport=transport, protocol=protocol, admission=admission)
+
+
+async def accept(request: web.Request, node: Node, protocol: str,
+                 **options) -> tuple[web.WebSocketResponse, Peer]:
+    """The upgraded socket and the peer for the session of `protocol` (`native`, ...).
+
+    `options` go to aiohttp's WebSocketResponse (max_msg_size, autoping, compress, ...).
+    """
+    peer = peer_of(request, node, protocol)
+    ws = StrictWebSocketResponse(**options)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        peer.leave()
+        raise
+    return ws, peer
