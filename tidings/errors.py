@@ -36,7 +36,6 @@ class ErrorCode(IntEnum):
 
 class CloseCode(IntEnum):
     NORMAL = 1000
-    UNSUPPORTED_DATA = 1003
     MESSAGE_TOO_BIG = 1009
     SERVER_ERROR = 1011
     # reconnect, then recover from the last offsets seen

@@ -120,3 +120,7 @@ class CommandBucket:
     def retry_after(self) -> float:
         """Seconds until the next command would be taken."""
         return max(0.0, 1 - self.tokens) / self.rate
+
+    def repaid_after(self) -> float:
+        """Seconds until the token a refused command cost is paid back (for pacing)."""
+        return max(0.0, -self.tokens) / self.rate

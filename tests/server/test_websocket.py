@@ -83,10 +83,12 @@ async def test_a_close_frame_with_an_allowed_code_is_answered_normally(server, c
     assert await raw.close_code() in (1000, code)
 
 
-async def test_a_binary_frame_still_gets_1003(server):
+async def test_a_binary_frame_passes_the_strict_layer_to_the_voice_path(server):
     raw = await open_raw(server.port)
+    raw.send(_command({"id": 1, "connect": {"user": "alice"}}))
+    await raw.frame()
     raw.send(client_frame(b"\x00", BINARY))
-    assert await raw.close_code() == CloseCode.UNSUPPORTED_DATA
+    assert await raw.close_code() == CloseCode.BAD_VOICE_FRAME
 
 
 # ---- Origin (defect 2) ------------------------------------------------------------------

@@ -31,8 +31,10 @@ import orjson
 from aiohttp import web
 
 from tidings.errors import CloseCode
+from tidings.peer import Peer
 from tidings.protocol import sockjs, wsframe
 from tidings.protocol.sockjs import SockJSError
+from tidings.server import websocket as handshake
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
 from tidings.server.stomp import gateway, serve_websocket
@@ -182,10 +184,10 @@ class SockJSSessions:
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
 
-    def open(self, request: web.Request, id: str, streaming: bool) -> HttpSession:
+    def open(self, request: web.Request, id: str, streaming: bool, peer: Peer) -> HttpSession:
         session = HttpSession(self, id, streaming)
         session.stomp = gateway(request).open(request, session,
-                                              STREAMING if streaming else POLLING)
+                                              STREAMING if streaming else POLLING, peer)
         self.sessions[id] = session
         if request.app[NODE].draining:
             session.stomp.session.close(CloseCode.SHUTDOWN,
@@ -285,14 +287,18 @@ def _session_id(request: web.Request) -> str:
 async def websocket(request: web.Request) -> web.StreamResponse:
     _session_id(request)
     node = request.app[NODE]
-    ws = web.WebSocketResponse(compress=False, autoping=False,
-                               max_msg_size=node.settings.max_frame_bytes * 2)
-    await ws.prepare(request)
+    ws, peer = await handshake.accept(request, node, "stomp", compress=False, autoping=False,
+                                      max_msg_size=node.settings.max_frame_bytes * 2)
     request.transport.write(wsframe.text(sockjs.OPEN))
     stomp = gateway(request).open(request, SockJSWebSocketConnection(ws, request.transport),
-                                  WEBSOCKET)
+                                  WEBSOCKET, peer)
     await serve_websocket(ws, stomp, unwrap=_unwrap)
     return ws
+
+
+def _peer(request: web.Request, transport: str) -> Peer:
+    """The checks a new SockJS session passes first (Origin, connection caps): HTTP refusals."""
+    return handshake.peer_of(request, request.app[NODE], "stomp", transport=transport)
 
 
 def _unwrap(payload: bytes) -> bytes:
@@ -304,7 +310,7 @@ async def xhr_polling(request: web.Request) -> web.Response:
     registry = request.app[SESSIONS]
     session = registry.sessions.get(id)
     if session is None:
-        registry.open(request, id, streaming=False)
+        registry.open(request, id, streaming=False, peer=_peer(request, "xhr-polling"))
         return _frame(request, sockjs.OPEN)
     if session.receiver is not None:
         return _frame(request, ANOTHER_CONNECTION)
@@ -325,15 +331,16 @@ async def xhr_polling(request: web.Request) -> web.Response:
 async def xhr_streaming(request: web.Request) -> web.StreamResponse:
     id = _session_id(request)
     registry = request.app[SESSIONS]
+    session = registry.sessions.get(id)
+    peer = _peer(request, "xhr-streaming") if session is None else None  # refused before 200
     response = web.StreamResponse(headers={"Cache-Control": NO_CACHE,
                                            "Content-Type": f"{JAVASCRIPT}; charset=UTF-8"})
     _cors(request, response)
     response.enable_chunked_encoding()
     await response.prepare(request)
     await response.write(sockjs.STREAMING_PRELUDE)
-    session = registry.sessions.get(id)
     if session is None:
-        session = registry.open(request, id, streaming=True)
+        session = registry.open(request, id, streaming=True, peer=peer)
         await response.write(sockjs.OPEN + b"\n")
     if session.receiver is not None:
         await response.write(ANOTHER_CONNECTION + b"\n")

@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from tidings.errors import CloseCode
 from tidings.protocol import wsframe
+from tidings.server import websocket
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
 from tidings.server.stomp_connection import StompConnection, StompGateway
@@ -36,11 +37,11 @@ def gateway(request: web.Request) -> StompGateway:
 
 async def handle(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, compress=False, autoping=False,
-                               max_msg_size=node.settings.max_frame_bytes + 1)
-    await ws.prepare(request)
+    ws, peer = await websocket.accept(request, node, "stomp", protocols=SUBPROTOCOLS,
+                                      compress=False, autoping=False,
+                                      max_msg_size=node.settings.max_frame_bytes + 1)
     stomp = gateway(request).open(request, WebSocketConnection(ws, request.transport),
-                                  WEBSOCKET)
+                                  WEBSOCKET, peer)
     await serve_websocket(ws, stomp)
     return ws
 

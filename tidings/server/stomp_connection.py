@@ -24,6 +24,7 @@ from tidings.channels import BROADCAST, user_channel
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import AckPosition, Publication
 from tidings.node import Node
+from tidings.peer import Peer
 from tidings.protocol import destinations, native, stomp
 from tidings.protocol.destinations import App, DestinationError, OwnQueue, Topic, UserQueue
 from tidings.protocol.stomp import Frame, FrameParser, HeartBeat, Limits, StompError
@@ -65,15 +66,12 @@ class StompGateway:
         self.frames = FrameCache(lambda channel: destinations.topic_destination(channel, namespaces))
         self.acks = AckPositions(node.store)
 
-    def open(self, request: web.Request, conn: Connection, framing: Framing
+    def open(self, request: web.Request, conn: Connection, framing: Framing, peer: Peer
              ) -> "StompConnection":
         """A new STOMP connection over `conn`, opened by `request` (the WebSocket handshake
-        or the first SockJS request of a session).
-
-        Every STOMP and SockJS transport comes through here: the place for the checks a
-        handshake must pass (Origin allow-list, connection caps).
-        """
-        return StompConnection(self, conn, framing, url_credentials(request))
+        or the first SockJS request of a session), whose `peer` passed the handshake checks
+        (`tidings.server.websocket`: Origin allow-list, connection caps)."""
+        return StompConnection(self, conn, framing, url_credentials(request), peer)
 
 
 class StompSession(Session):
@@ -105,13 +103,13 @@ class Subscription:
 
 class StompConnection:
     def __init__(self, gateway: StompGateway, conn: Connection, framing: Framing,
-                 url_credentials: dict[str, str]):
+                 url_credentials: dict[str, str], peer: Peer):
         self.gateway = gateway
         self.node = gateway.node
         settings = self.node.settings
         self.limits = settings.stomp
         self.codec = SessionFrames(framing, overflow=self._overflow)
-        self.session = StompSession(self.node, conn, self.codec)
+        self.session = StompSession(self.node, conn, self.codec, peer)
         self.parser = FrameParser(Limits(settings.max_frame_bytes, self.limits.max_headers,
                                          self.limits.max_header_bytes))
         self.url_credentials = url_credentials
@@ -143,7 +141,8 @@ class StompConnection:
             except StompError as exc:
                 self.fail(exc)
             except TidingsError as exc:
-                self.fail(StompError(exc.message), CLOSE_CODES.get(exc.code, CloseCode.TOO_MANY_ERRORS))
+                self.fail(StompError(exc.message),
+                          exc.close or CLOSE_CODES.get(exc.code, CloseCode.TOO_MANY_ERRORS))
             except Exception:
                 log.exception("STOMP frame failed")
                 self.fail(StompError("internal error"), CloseCode.SERVER_ERROR)
@@ -178,8 +177,22 @@ class StompConnection:
             return
         if not self.session.connected:
             raise StompError("send CONNECT first", frame.header("receipt"))
+        await self._paced()
         handler = _HANDLERS[command]
         await handler(self, frame)
+
+    async def _paced(self) -> None:
+        """Hold a frame over the command rate limit until its turn comes.
+
+        STOMP has no error a client survives, so a fast client is slowed down rather than
+        refused: while this waits nothing more is read from its socket.
+        """
+        try:
+            self.session.admit_command()
+        except TidingsError as exc:
+            if exc.close is not None:
+                raise
+            await asyncio.sleep(self.session.commands.repaid_after())
 
     async def _connect(self, frame: Frame) -> None:
         if self.session.connected:
