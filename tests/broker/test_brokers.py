@@ -1,4 +1,5 @@
-"""The broker contract, run against the in-process broker and real Redis, RabbitMQ and NATS.
+"""The broker contract, run against the in-process broker and real Redis, RabbitMQ, NATS
+and Kafka (tansu).
 
 Each broker instance stands for one node. The in-process broker reaches no other node by
 design: tests that need a second node skip it, and the others let its one node play every
@@ -179,6 +180,36 @@ async def test_channel_names_route_exactly_and_never_collide(space):
     assert sorted(a_in.messages) == sorted((c, c.encode()) for c in SUBSCRIBED)
 
 
+async def test_kafka_reads_only_the_partitions_holding_its_channels():
+    """A node reads every record of the partitions it consumes and keeps its channels'."""
+    space = Namespace("kafka")
+    try:
+        (a, a_in), (b, b_in), (c, _) = [await space.node(name) for name in "abc"]
+        partitions = a.partition
+        mine = "room:x"
+        neighbour = next(f"room:n{n}" for n in range(10_000)
+                         if partitions(f"room:n{n}") == partitions(mine))
+        elsewhere = next(f"room:e{n}" for n in range(10_000)
+                         if partitions(f"room:e{n}") != partitions(mine))
+        await a.subscribe(mine)
+        await b.subscribe(neighbour)
+        for n in range(10):
+            await c.publish(mine, b"%d" % n)
+        await a_in.count(mine, 10)
+        await b.subscribe(elsewhere)  # b now holds both partitions; nothing else arrives
+
+        async def b_read_them() -> bool:
+            return b.read == 10
+
+        await eventually(b_read_them)
+        await asyncio.sleep(QUIET)
+        assert (a.read, a.received) == (10, 10)
+        assert (b.read, b.received, b_in.messages) == (10, 0, [])
+        assert (c.read, c.received) == (0, 0)
+    finally:
+        await space.close()
+
+
 # ---- cluster state -------------------------------------------------------------------
 
 
@@ -265,14 +296,16 @@ async def test_a_node_that_stops_heartbeating_disappears_within_ttl(space):
 
 
 async def test_a_node_resubscribes_after_the_server_drops_its_connection(
-    network_space, private_nats
+    network_space, private_nats, private_tansu
 ):
-    """Redis: CLIENT KILL; RabbitMQ: rabbitmqctl close_connection; NATS: a private server
-    killed and started again (restarting the shared one would disturb everyone else)."""
+    """Redis: CLIENT KILL; RabbitMQ: rabbitmqctl close_connection; NATS and Kafka: a private
+    server killed and started again (restarting the shared one would disturb everyone
+    else); the private tansu keeps nothing, so its topics are made again on reconnect."""
     space, port = network_space, None
-    if space.kind == "nats":
-        await private_nats.start()
-        port = private_nats.port
+    private = {"nats": private_nats, "kafka": private_tansu}.get(space.kind)
+    if private is not None:
+        await private.start()
+        port = private.port
     (a, a_in), (b, b_in) = await space.node("a", port=port), await space.node("b", port=port)
     await a.subscribe("room:r")
     await a.subscribe("user:x")
@@ -285,8 +318,8 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
         await asyncio.get_running_loop().run_in_executor(None, close_rabbitmq_connection,
                                                          a.node)
     else:
-        await private_nats.stop()
-        await private_nats.start()
+        await private.stop()
+        await private.start()
         await b_in.wait(lambda: b_in.reconnects >= 1)
     await a_in.wait(lambda: a_in.reconnects >= 1)
 
@@ -304,7 +337,10 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
 async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     space = network_space
     relay = await relay_for(space.kind)
-    (a, a_in), (b, _) = await space.node("a", port=relay.port), await space.node("b")
+    # Kafka clients follow the address the broker advertises: both nodes are behind the relay
+    both_cut = space.kind == "kafka"
+    (a, a_in) = await space.node("a", port=relay.port)
+    (b, b_in) = await space.node("b", port=relay.port if both_cut else None)
     await a.subscribe("room:o")
     await relay.cut()
 
@@ -326,6 +362,8 @@ async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     await asyncio.sleep(0.5)  # reconnect attempts fail meanwhile, backing off
     await relay.start()
     await a_in.wait(lambda: a_in.reconnects >= 1)
+    if both_cut:
+        await b_in.wait(lambda: b_in.reconnects >= 1)
     assert a.subscriptions == {"room:o", "room:new"}  # wanted while cut off: taken too
     await b.publish("room:o", b"1")
     await b.publish("room:new", b"2")
@@ -363,16 +401,22 @@ def test_namespace_options_are_taken_out_of_the_url():
     redis = open_broker("redis://127.0.0.1:6379/0?prefix=blue", "n")
     amqp = open_broker("amqp://guest:guest@127.0.0.1:5672/?exchange=blue", "n")
     nats = open_broker("nats://127.0.0.1:4222?prefix=blue", "n")
+    kafka = open_broker("kafka://h1:9092,h2:9092?prefix=blue&partitions=8", "n")
     assert (redis.url, redis.prefix) == ("redis://127.0.0.1:6379/0", "blue")
     assert (amqp.url, amqp.exchange) == ("amqp://guest:guest@127.0.0.1:5672/?heartbeat=5",
                                          "blue")
     assert (nats.url, nats.prefix, nats.bucket) == ("nats://127.0.0.1:4222", "blue",
                                                     "blue_cluster")
+    assert (kafka.servers, kafka.live_topic, kafka.cluster_topic, kafka.partitions) == (
+        ["h1:9092", "h2:9092"], "blue-live", "blue-cluster", 8)
     with pytest.raises(ValueError, match="prefix"):
         open_broker("nats://127.0.0.1:4222?prefix=a.b", "n")
+    for bad in ("prefix=a.b", "partitions=0", "partitions=many", "fetch_wait=1"):
+        with pytest.raises(ValueError, match="kafka"):
+            open_broker(f"kafka://127.0.0.1:9092?{bad}", "n")
 
 
 def test_the_in_process_broker_is_not_shared_and_unknown_schemes_are_refused():
     assert open_broker("memory://", "solo").shared is False
     with pytest.raises(ValueError, match="unknown broker URL scheme"):
-        open_broker("kafka://somewhere", "n")
+        open_broker("mqtt://somewhere", "n")

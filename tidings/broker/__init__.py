@@ -1,4 +1,4 @@
-"""Brokers, chosen by URL: memory://, redis://, amqp://, nats://."""
+"""Brokers, chosen by URL: memory://, redis://, amqp://, nats://, kafka://."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def open_broker(url: str, node: str, *, ttl: float = 15.0) -> Broker:
         from tidings.broker.nats import NatsBroker
 
         return NatsBroker(url, node, ttl=ttl)
+    if scheme == "kafka":
+        from tidings.broker.kafka import KafkaBroker
+
+        return KafkaBroker(url, node, ttl=ttl)
     raise ValueError(
-        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, amqp:// or nats://"
+        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, amqp://, nats:// or kafka://"
     )
