@@ -18,15 +18,18 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 
-KINDS = ["memory", "redis", "amqp", "nats", "kafka"]
+KINDS = ["memory", "redis", "redis-shards", "redis-cluster", "amqp", "nats", "kafka"]
 PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222, "kafka": 9092}
+# The Redis Cluster scripts/services.sh starts; the independent shards are started here.
+REDIS_CLUSTER_PORTS = [7000, 7001, 7002]
+REDIS_SHARD_PORTS: list[int] = []  # filled by the redis_shards fixture
 TTL = 1.5
 
 
@@ -38,6 +41,11 @@ def free_port() -> int:
 
 def broker_url(kind: str, tag: str, port: int | None = None) -> str:
     port = port or PORTS.get(kind)
+    if kind == "redis-shards":
+        hosts = ",".join(f"127.0.0.1:{shard}" for shard in REDIS_SHARD_PORTS)
+        return f"redis://{hosts}/0?prefix={tag}"
+    if kind == "redis-cluster":
+        return f"redis+cluster://127.0.0.1:{REDIS_CLUSTER_PORTS[0]}?prefix={tag}"
     if kind == "redis":
         return f"redis://127.0.0.1:{port}/0?prefix={tag}"
     if kind == "amqp":
@@ -51,14 +59,11 @@ def broker_url(kind: str, tag: str, port: int | None = None) -> str:
 
 async def remove_namespace(kind: str, tag: str) -> None:
     """Delete what brokers on namespace `tag` leave behind on the shared servers."""
-    if kind == "redis":
-        import redis.asyncio as redis
-
-        client = redis.Redis()
-        keys = [key async for key in client.scan_iter(match=f"{tag}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    if kind.startswith("redis"):
+        ports = {"redis": [6379], "redis-shards": REDIS_SHARD_PORTS,
+                 "redis-cluster": REDIS_CLUSTER_PORTS}[kind]
+        for port in ports:
+            await delete_redis_keys(port, f"{tag}:*")
     elif kind == "amqp":
         import aio_pika
 
@@ -76,6 +81,17 @@ async def remove_namespace(kind: str, tag: str) -> None:
         await conn.close()
     elif kind == "kafka":
         await delete_kafka_topics(tag)
+
+
+async def delete_redis_keys(port: int, pattern: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis(port=port)
+    try:
+        for key in [key async for key in client.scan_iter(match=pattern)]:
+            await client.delete(key)  # one by one: a cluster master refuses cross-slot DEL
+    finally:
+        await client.aclose()
 
 
 async def delete_kafka_topics(tag: str, port: int = 9092) -> None:
@@ -146,6 +162,8 @@ class Namespace:
 
 @pytest.fixture(params=KINDS)
 async def space(request) -> AsyncIterator[Namespace]:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
     namespace = Namespace(request.param)
     yield namespace
     await namespace.close()
@@ -153,6 +171,8 @@ async def space(request) -> AsyncIterator[Namespace]:
 
 @pytest.fixture(params=[kind for kind in KINDS if kind != "memory"])
 async def network_space(request) -> AsyncIterator[Namespace]:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
     namespace = Namespace(request.param)
     yield namespace
     await namespace.close()
@@ -315,14 +335,41 @@ async def private_nats() -> AsyncIterator[PrivateNats]:
     await server.remove()
 
 
-async def kill_redis_subscriber(node: str) -> None:
+@pytest.fixture(scope="session")
+def redis_shards() -> Iterator[list[int]]:
+    """Three independent Redis servers of our own, for client-side sharding."""
+    servers = []
+    for _ in range(3):
+        port = free_port()
+        servers.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        REDIS_SHARD_PORTS.append(port)
+    for port in REDIS_SHARD_PORTS:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"redis shard on {port} did not start"
+                time.sleep(0.05)
+    yield REDIS_SHARD_PORTS
+    for server in servers:
+        server.kill()
+        server.wait()
+    REDIS_SHARD_PORTS.clear()
+
+
+async def kill_redis_subscriber(node: str, port: int = 6379) -> None:
     """CLIENT KILL the one connection holding `node`'s subscriptions, no one else's."""
     import redis.asyncio as redis
 
-    client = redis.Redis()
+    client = redis.Redis(port=port)
     try:
         ids = [c["id"] for c in await client.client_list()
-               if c.get("name") == f"tidings-{node}" and int(c.get("sub", 0)) > 0]
+               if c.get("name") == f"tidings-{node}"
+               and int(c.get("sub", 0)) + int(c.get("ssub", 0)) > 0]
         assert ids, f"no subscriber connection named tidings-{node}"
         for id in ids:
             await client.client_kill_filter(_id=id)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.broker.conftest import (
+    REDIS_CLUSTER_PORTS,
     TTL,
     Namespace,
     close_rabbitmq_connection,
     kill_redis_subscriber,
 )
 from tidings.broker import open_broker, reconnect
+from tidings.broker.sharded import shard_of
 from tidings.broker.base import Broker, BrokerError
 from tidings.broker.reconnect import Reconnector
 from tidings.model import ClientInfo, NodeInfo
@@ -210,6 +213,73 @@ async def test_kafka_reads_only_the_partitions_holding_its_channels():
         await space.close()
 
 
+@pytest.fixture(params=["redis-shards", "redis-cluster"])
+async def sharded_space(request) -> Namespace:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
+    namespace = Namespace(request.param)
+    yield namespace
+    await namespace.close()
+
+
+async def _shard_channels(shard) -> set[bytes]:
+    """The pub/sub channels a shard's server holds subscriptions for."""
+    import redis.asyncio as redis
+
+    client = redis.Redis(port=urlsplit(shard.url).port)
+    try:
+        kind = "SHARDCHANNELS" if shard.shard else "CHANNELS"
+        return set(await client.execute_command("PUBSUB", kind, f"{shard.prefix}:*"))
+    finally:
+        await client.aclose()
+
+
+async def test_each_channel_lives_on_exactly_one_shard(sharded_space):
+    (a, a_in), (b, _), _ = await three(sharded_space)
+    assert len(a.shards) == 3
+    channels = [f"room:s{n}" for n in range(30)]
+    for channel in channels:
+        await a.subscribe(channel)
+    held = [await _shard_channels(shard) for shard in a.shards]
+    for channel in channels:
+        owners = [i for i, names in enumerate(held) if a.shard_for(channel)._name(channel) in names]
+        assert owners == [a.shards.index(a.shard_for(channel))]
+    assert all(held), "30 channels should spread over all three shards"
+    for channel in channels:
+        await b.publish(channel, channel.encode())
+    await a_in.wait(lambda: len(a_in.messages) == 30)
+    assert sum(shard.received for shard in a.shards) == 30
+    assert [shard.published for shard in b.shards] == [len(names) for names in held]
+
+
+async def test_losing_one_shard_costs_only_its_channels(sharded_space):
+    (a, a_in), (b, _), _ = await three(sharded_space)
+    lost = a.shards[0]
+    on_lost = next(f"room:l{n}" for n in range(1000) if a.shard_for(f"room:l{n}") is lost)
+    elsewhere = next(f"room:l{n}" for n in range(1000) if a.shard_for(f"room:l{n}") is not lost)
+    await a.subscribe(on_lost)
+    await a.subscribe(elsewhere)
+    await kill_redis_subscriber(a.node, urlsplit(lost.url).port)
+    await b.publish(elsewhere, b"meanwhile")  # the other shards never noticed
+    await a_in.count(elsewhere, 1)
+    await a_in.wait(lambda: a_in.reconnects >= 1)
+    assert [shard.subscriptions for shard in a.shards if shard is not lost] == \
+        [frozenset({elsewhere}) if shard is a.shard_for(elsewhere) else frozenset()
+         for shard in a.shards if shard is not lost]
+    await b.publish(on_lost, b"after")
+    assert await a_in.count(on_lost, 1) == [b"after"]
+
+
+def test_shards_are_chosen_by_jump_hash_and_move_little_when_one_is_added():
+    channels = [f"user:u{n}" for n in range(3000)]
+    three_ = [shard_of(c, 3) for c in channels]
+    four = [shard_of(c, 4) for c in channels]
+    assert {three_.count(i) for i in range(3)} <= set(range(900, 1100))
+    moved = sum(x != y for x, y in zip(three_, four))
+    assert 600 < moved < 900  # about a quarter move, all of them to the new shard
+    assert all(y == 3 for x, y in zip(three_, four) if x != y)
+
+
 # ---- cluster state -------------------------------------------------------------------
 
 
@@ -312,8 +382,9 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
     await b.publish("room:r", b"before")
     await a_in.count("room:r", 1)
 
-    if space.kind == "redis":
-        await kill_redis_subscriber(a.node)
+    if space.kind.startswith("redis"):  # on a sharded Redis, the shard holding room:r
+        shard = a.shard_for("room:r") if space.kind != "redis" else a
+        await kill_redis_subscriber(a.node, urlsplit(shard.url).port)
     elif space.kind == "amqp":
         await asyncio.get_running_loop().run_in_executor(None, close_rabbitmq_connection,
                                                          a.node)
@@ -336,6 +407,8 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
 
 async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     space = network_space
+    if space.kind in ("redis-shards", "redis-cluster"):
+        pytest.skip("one relay cannot stand for several shards; see the one-shard tests")
     relay = await relay_for(space.kind)
     # Kafka clients follow the address the broker advertises: both nodes are behind the relay
     both_cut = space.kind == "kafka"
@@ -402,6 +475,9 @@ def test_namespace_options_are_taken_out_of_the_url():
     amqp = open_broker("amqp://guest:guest@127.0.0.1:5672/?exchange=blue", "n")
     nats = open_broker("nats://127.0.0.1:4222?prefix=blue", "n")
     kafka = open_broker("kafka://h1:9092,h2:9092?prefix=blue&partitions=8", "n")
+    shards = open_broker("redis://:pw@h1:6379,h2:6380/2?prefix=blue", "n")
+    cluster = open_broker(f"redis+cluster://127.0.0.1:{REDIS_CLUSTER_PORTS[0]}?prefix=blue",
+                          "n")
     assert (redis.url, redis.prefix) == ("redis://127.0.0.1:6379/0", "blue")
     assert (amqp.url, amqp.exchange) == ("amqp://guest:guest@127.0.0.1:5672/?heartbeat=5",
                                          "blue")
@@ -409,6 +485,9 @@ def test_namespace_options_are_taken_out_of_the_url():
                                                     "blue_cluster")
     assert (kafka.servers, kafka.live_topic, kafka.cluster_topic, kafka.partitions) == (
         ["h1:9092", "h2:9092"], "blue-live", "blue-cluster", 8)
+    assert [(s.url, s.prefix) for s in shards._shards] == [
+        ("redis://:pw@h1:6379/2", "blue"), ("redis://:pw@h2:6380/2", "blue")]
+    assert cluster.prefix == "blue"
     with pytest.raises(ValueError, match="prefix"):
         open_broker("nats://127.0.0.1:4222?prefix=a.b", "n")
     for bad in ("prefix=a.b", "partitions=0", "partitions=many", "fetch_wait=1"):

@@ -25,10 +25,12 @@ import websockets
 from tests.conftest import Client, free_port, start_process
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-BROKERS = ["redis", "amqp", "nats", "kafka"]
+BROKERS = ["redis", "redis-cluster", "amqp", "nats", "kafka"]
 
 
 def broker_url(kind: str, tag: str, port: int | None = None) -> str:
+    if kind == "redis-cluster":  # the three masters scripts/services.sh starts
+        return f"redis+cluster://127.0.0.1:{port or 7000}?prefix={tag}"
     if kind == "redis":
         return f"redis://127.0.0.1:{port or 6379}/0?prefix={tag}"
     if kind == "amqp":
@@ -184,7 +186,12 @@ async def drop_schema(schema: str) -> None:
 
 
 async def clean_broker(kind: str, tag: str) -> None:
-    if kind == "redis":
+    if kind == "redis-cluster":
+        from tests.broker.conftest import REDIS_CLUSTER_PORTS, delete_redis_keys
+
+        for port in REDIS_CLUSTER_PORTS:
+            await delete_redis_keys(port, f"{tag}:*")
+    elif kind == "redis":
         import redis.asyncio as redis
 
         client = redis.Redis()
