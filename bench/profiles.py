@@ -34,7 +34,7 @@ PROFILES: dict[str, dict] = {
         # publishes per publisher and round: a group-commit round is ~10x faster, so it
         # gets more publishes to last about as long (rates are compared, not counts)
         "durable": {"publishers": 100, "per_publisher": {"group": 100, "single": 10},
-                    "stores": ["sqlite", "postgresql"]},
+                    "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
     },
     "full": {
@@ -45,10 +45,11 @@ PROFILES: dict[str, dict] = {
         "direct": {"pairs": 1000, "per_user": 50},
         "idle": [10_000, 50_000],
         "durable": {"publishers": 100, "per_publisher": {"group": 300, "single": 30},
-                    "stores": ["sqlite", "postgresql"]},
+                    "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},
+        "shards": [1, 2, 3],  # Redis servers under the same three nodes
     },
 }
