@@ -124,6 +124,11 @@ class KafkaBroker(Broker):
     def read(self) -> int:
         return self._read
 
+    @property
+    def connected(self) -> bool:
+        """False from a lost connection until the reconnect is done."""
+        return self._up
+
     def partition(self, channel: str) -> int:
         return _cached_partition(channel, self._live_partitions)
 
@@ -143,20 +148,8 @@ class KafkaBroker(Broker):
                                     fetch_max_wait_ms=self.fetch_wait_ms,
                                     auto_offset_reset="latest")
         try:
-            await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT)
-            await self._ensure_topics(admin)
-            await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT)
-            self._live_partitions = len(
-                await asyncio.wait_for(producer.partitions_for(self.live_topic),
-                                       COMMAND_TIMEOUT))
-            await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT)
-            consumer.assign([self._cluster_tp])
-            await consumer.seek_to_beginning(self._cluster_tp)
-            start = await asyncio.wait_for(consumer.position(self._cluster_tp),
-                                           COMMAND_TIMEOUT)
-            hello = await producer.send(self.cluster_topic, hello_record(self.node),
-                                        partition=0)
-            await asyncio.wait_for(hello, COMMAND_TIMEOUT)
+            start = await asyncio.wait_for(self._start(admin, producer, consumer),
+                                           CONNECT_TIMEOUT + COMMAND_TIMEOUT)
         except BaseException as exc:
             await _stop_all(consumer, producer, admin)
             if isinstance(exc, FAILURES):
@@ -176,6 +169,20 @@ class KafkaBroker(Broker):
             asyncio.create_task(self._watch(consumer), name="tidings-kafka-health"),
         ]
 
+    async def _start(self, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer,
+                     consumer: AIOKafkaConsumer) -> int:
+        """Start the clients, make the topics, say hello; the cluster log's first offset."""
+        await admin.start()
+        await self._ensure_topics(admin)
+        await producer.start()
+        self._live_partitions = len(await producer.partitions_for(self.live_topic))
+        await consumer.start()
+        consumer.assign([self._cluster_tp])
+        await consumer.seek_to_beginning(self._cluster_tp)
+        start = await consumer.position(self._cluster_tp)
+        await (await producer.send(self.cluster_topic, hello_record(self.node), partition=0))
+        return start
+
     async def _ensure_topics(self, admin: AIOKafkaAdminClient) -> None:
         """Create both topics (explicit partitions and retention) unless they exist."""
         keep_state_ms = str(max(60_000, int(self.ttl * 10_000)))
@@ -188,7 +195,7 @@ class KafkaBroker(Broker):
                                     "segment.ms": keep_state_ms,
                                     "cleanup.policy": "delete"}),
         ]
-        response = await asyncio.wait_for(admin.create_topics(topics), COMMAND_TIMEOUT)
+        response = await admin.create_topics(topics)
         for topic, code, message in response.topic_errors:
             if code not in (0, TOPIC_EXISTS):
                 raise BrokerError(f"kafka: cannot create topic {topic}: error {code} "
@@ -227,22 +234,30 @@ class KafkaBroker(Broker):
     async def _watch(self, consumer: AIOKafkaConsumer) -> None:
         """Ask for the end offsets of the assigned partitions now and then.
 
-        No answer is a lost connection; so is an end before what this node has already
-        read there, which means a broker that came back without its logs (tansu's memory
-        storage): the topics must be made again and every channel compared with the store.
+        No answer within the command timeout is a lost connection (a refused or reset
+        connection fails at once); so is an end before what this node has already read
+        there, twice in a row, which means a broker that came back without its logs
+        (tansu's memory storage): the topics must be made again and every channel
+        compared with the store. Once is not enough: tansu sometimes reports an end one
+        record short of what a fetch has just returned.
         """
+        behind_before: set[TopicPartition] = set()
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             read = dict(self._next)
             try:
                 ends = await asyncio.wait_for(consumer.end_offsets(list(read)),
-                                              CONNECT_TIMEOUT)
+                                              COMMAND_TIMEOUT)
             except FAILURES as exc:
                 self._lost(f"no answer: {exc!r}")
                 return
-            if any(ends.get(tp, offset) < offset for tp, offset in read.items()):
-                self._lost("the broker lost its logs (restarted empty?)")
+            behind = {tp for tp, offset in read.items() if ends.get(tp, offset) < offset}
+            if behind & behind_before:
+                self._lost("the broker lost its logs (restarted empty?): " + "; ".join(
+                    f"{tp.topic}[{tp.partition}] ends at {ends[tp]}, read up to {read[tp]}"
+                    for tp in sorted(behind & behind_before)))
                 return
+            behind_before = behind
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         try:
