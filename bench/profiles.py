@@ -52,4 +52,11 @@ PROFILES: dict[str, dict] = {
                     "peers": ["socketio-node", "python-socketio"]},
         "shards": [1, 2, 3],  # Redis servers under the same three nodes
     },
+    "brokers": {  # `--only cluster,shards`: every broker and 1-3 Redis shards, Tidings only,
+        # at a size a shared 2-core machine carries (the full profile's cluster is 5x bigger)
+        "repeat": 3, "deadline": 120, "round_seconds": 2.0,
+        "targets": ["tidings"],
+        "cluster": {"fanout": (600, 1000), "direct": (200, 50), "peers": []},
+        "shards": [1, 2, 3],
+    },
 }

@@ -405,6 +405,24 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
     await eventually(a_known)
 
 
+async def test_an_idle_redis_subscriber_connection_is_kept(monkeypatch):
+    """redis-py 8 times reads out after 5 s by default; a subscriber waits for as long as
+    it takes (the health ping, here out of the way, is what notices a dead connection)."""
+    from tidings.broker import redis as redis_broker
+
+    monkeypatch.setattr(redis_broker, "HEALTH_INTERVAL", 60.0)
+    space = Namespace("redis")
+    try:
+        (a, a_in), (b, _) = await space.node("a"), await space.node("b")
+        await a.subscribe("room:quiet")
+        await asyncio.sleep(5.5)
+        assert a_in.reconnects == 0
+        await b.publish("room:quiet", b"still here")
+        assert await a_in.count("room:quiet", 1) == [b"still here"]
+    finally:
+        await space.close()
+
+
 async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     space = network_space
     if space.kind in ("redis-shards", "redis-cluster"):

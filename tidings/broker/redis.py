@@ -115,7 +115,10 @@ class RedisBroker(Broker):
         name = re.sub(r"[^!-~]", "_", f"tidings-{node}")
         common = {"protocol": 2, "client_name": name, "socket_connect_timeout": CONNECT_TIMEOUT,
                   "socket_keepalive": True}
-        self._subscriber_pool = redis.ConnectionPool.from_url(self.url, **common)
+        # The subscriber connection waits for messages as long as it takes (redis-py 8 would
+        # time its reads out after 5 s); the health ping notices a dead one.
+        self._subscriber_pool = redis.ConnectionPool.from_url(self.url, socket_timeout=None,
+                                                              **common)
         self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
             self.url, max_connections=MAX_CONNECTIONS, timeout=COMMAND_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT, retry=Retry(NoBackoff(), 0), **common,
