@@ -20,7 +20,8 @@ from pathlib import Path
 from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
-SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "stomp", "stack", "cluster"]
+SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "stomp", "stack", "cluster",
+             "shards"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -64,6 +65,9 @@ def main(argv: list[str]) -> int:
     profile = PROFILES[args.profile]
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     targets = args.targets.split(",") if args.targets else list(profile["targets"])
+    if args.targets and "cluster" in profile:  # --targets picks the cluster's peers too
+        profile = {**profile, "cluster": {**profile["cluster"], "peers": [
+            p for p in profile["cluster"].get("peers", []) if p in targets]}}
     results: dict = {"profile": args.profile, "repeat": profile["repeat"],
                      "started": datetime.datetime.now().isoformat(timespec="seconds"),
                      "machine": machine(), "skipped": [], "errors": [], "scenarios": {}}
@@ -100,6 +104,8 @@ def main(argv: list[str]) -> int:
             runner.profile = {**profile, "cluster": {**profile["cluster"], "peers": [
                 p for p in profile["cluster"]["peers"] if p != "socketio-node"]}}
         runner.cluster()
+    if "shards" in only and "shards" in profile:
+        runner.shards()
     results["seconds"] = time.monotonic() - started
 
     RESULTS.mkdir(exist_ok=True)

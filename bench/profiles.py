@@ -36,7 +36,7 @@ PROFILES: dict[str, dict] = {
         # publishes per publisher and round: a group-commit round is ~10x faster, so it
         # gets more publishes to last about as long (rates are compared, not counts)
         "durable": {"publishers": 100, "per_publisher": {"group": 100, "single": 10},
-                    "stores": ["sqlite", "postgresql"]},
+                    "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 1000), (10_000, 100)]},
     },
@@ -48,11 +48,19 @@ PROFILES: dict[str, dict] = {
         "direct": {"pairs": 1000, "per_user": 50},
         "idle": [10_000, 50_000],
         "durable": {"publishers": 100, "per_publisher": {"group": 300, "single": 30},
-                    "stores": ["sqlite", "postgresql"]},
+                    "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 3000), (10_000, 300)]},
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},
+        "shards": [1, 2, 3],  # Redis servers under the same three nodes
+    },
+    "brokers": {  # `--only cluster,shards`: every broker and 1-3 Redis shards, Tidings only,
+        # at a size a shared 2-core machine carries (the full profile's cluster is 5x bigger)
+        "repeat": 3, "deadline": 120, "round_seconds": 2.0,
+        "targets": ["tidings"],
+        "cluster": {"fanout": (600, 1000), "direct": (200, 50), "peers": []},
+        "shards": [1, 2, 3],
     },
 }

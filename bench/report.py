@@ -22,6 +22,8 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "stack idle": ("bytes_per_connection", "bytes/connection", False),
     "cluster fan-out": ("deliveries_per_s", "deliveries/s", True),
     "cluster direct": ("messages_per_s", "messages/s", True),
+    "shards fan-out": ("deliveries_per_s", "deliveries/s", True),
+    "shards direct": ("messages_per_s", "messages/s", True),
 }
 GENERATOR_SATURATED = 0.9  # one agent process used 90% of a core
 MACHINE_FULL = 0.95  # both cores 95% busy
@@ -66,11 +68,13 @@ def _flags(runs: list[dict]) -> list[str]:
 
 def _extra(scenario: str, runs: list[dict]) -> str:
     parts = []
-    if scenario.startswith("cluster"):
-        key = ("broker_messages_per_publication" if scenario == "cluster fan-out"
+    if scenario.startswith(("cluster", "shards")):
+        key = ("broker_messages_per_publication" if scenario.endswith("fan-out")
                else "broker_messages_per_message")
         if runs[0].get("extra"):
-            parts.append(f"{median_of(runs, key):.2f} broker messages each")
+            parts.append(f"{median_of(runs, key):.2f} broker messages read each")
+        if "broker_cpu_seconds" in runs[0]:
+            parts.append(f"Redis {median_of(runs, 'broker_cpu_seconds'):.2f} CPU s in all")
     if "p99_ms" in runs[0]:
         if scenario == "latency":
             parts.append(f"at {runs[0]['rate']:,.0f} publications/s")
@@ -146,7 +150,7 @@ def goals(results: dict) -> list[str]:
             out.append(f"- Memory per idle connection {point}: Tidings = **{ratio:.2f}x** "
                        f"Socket.IO's (goal ≤ 1x): {verdict(ratio <= 1)}")
     durable = s.get("durable", {})
-    for store in ("sqlite", "postgresql"):
+    for store in ("sqlite", "postgresql", "mysql"):
         grouped = durable.get(f"{store}, group commit", {}).get("tidings")
         single = durable.get(f"{store}, one commit per message", {}).get("tidings")
         if grouped and single:

@@ -18,12 +18,9 @@ from pathlib import Path
 
 from bench import scenarios as sc
 from bench.loadgen import Setup
+from bench.brokers import BROKERS, RedisShards, namespaced
 from bench.servers import Cluster, RabbitWebStomp, Server
-from bench.store import PG, drop_schema
-
-BROKERS = {"redis": "redis://127.0.0.1:6379/0",
-           "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
-           "nats": "nats://127.0.0.1:4222"}
+from bench.store import MYSQL, PG, drop_database, drop_schema
 
 
 def fd_budget() -> int:
@@ -170,10 +167,13 @@ class Runner:
 
     def _durable_point(self, store: str, grouped: bool, label: str, spec: dict) -> None:
         env = {"TIDINGS_GROUP_COMMIT": str(grouped).lower()}
-        schema = None
+        schema = database = None
         if store == "postgresql":
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             env["TIDINGS_STORE"] = f"{PG}?schema={schema}"
+        elif store == "mysql":
+            database = f"bench_{uuid.uuid4().hex[:8]}"
+            env["TIDINGS_STORE"] = f"{MYSQL}/{database}"
         try:
             with self.server("tidings", env, tag=f"durable-{store}-{grouped}") as server:
                 names = [f"w{i}" for i in range(spec["publishers"])]
@@ -188,6 +188,8 @@ class Runner:
         finally:
             if schema:
                 drop_schema(PG, schema)
+            if database:
+                drop_database(MYSQL, database)
 
     def recovery(self) -> None:
         for missed in self.profile["recovery"]:
@@ -225,38 +227,64 @@ class Runner:
             self.guarded(f"cluster {target} on {kind}",
                          lambda: self._cluster_point(target, kind, url, spec))
 
-    def _cluster_point(self, target: str, kind: str, url: str, spec: dict) -> None:
+    def _cluster_point(self, target: str, kind: str, url: str, spec: dict,
+                       scenario: str = "cluster", point: str = "3 nodes",
+                       broker_cpu: Callable[[], float] | None = None) -> None:
         label = f"{target} on {kind}"
         fan, dm = [], []
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         store = f"{PG}?schema={schema}" if target == "tidings" else None
         try:
-            with Cluster(target, url, store) as cluster:
+            with namespaced(kind, url) as url, Cluster(target, url, store) as cluster:
                 urls = [n.url for n in cluster.nodes]
                 subscribers, publications = spec["fanout"]
                 setups = sc.room_setups(cluster.proto, urls, urls[0], subscribers)
-                with sc.Rounds(setups, cluster.cpu_seconds, cluster.broker_received) as rounds:
+                with sc.Rounds(setups, cluster.cpu_seconds, cluster.broker_read) as rounds:
                     warm = sc.room_round(rounds, max(sc.PUBLISHERS, publications // 10), 0,
                                          self.deadline)
                     count = self._sized(warm["deliveries_per_s"] / subscribers, publications)
                     for _ in range(self.repeat):
-                        run = sc.room_round(rounds, count, 0, self.deadline)
+                        run = _with_broker_cpu(broker_cpu, lambda: sc.room_round(
+                            rounds, count, 0, self.deadline))
                         run["broker_messages_per_publication"] = (
                             run["extra"] / max(run["publications"], 1))
                         fan.append(run)
                 pairs, per_user = spec["direct"]
                 setups, partner = sc.pair_setups(cluster.proto, urls, pairs)
-                with sc.Rounds(setups, cluster.cpu_seconds, cluster.broker_received) as rounds:
+                with sc.Rounds(setups, cluster.cpu_seconds, cluster.broker_read) as rounds:
                     warm = sc.pair_round(rounds, partner, 1, self.deadline)
                     per_user = self._sized(warm["messages_per_s"] / (2 * pairs), per_user,
                                            least=2)
                     for _ in range(self.repeat):
-                        run = sc.pair_round(rounds, partner, per_user, self.deadline)
+                        run = _with_broker_cpu(broker_cpu, lambda: sc.pair_round(
+                            rounds, partner, per_user, self.deadline))
                         run["broker_messages_per_message"] = (
                             run["extra"] / max(run["messages"], 1))
                         dm.append(run)
         finally:
             if store:
                 drop_schema(PG, schema)
-        self.record("cluster fan-out", "3 nodes", label, fan)
-        self.record("cluster direct", "3 nodes", label, dm)
+        self.record(f"{scenario} fan-out", point, label, fan)
+        self.record(f"{scenario} direct", point, label, dm)
+
+    def shards(self) -> None:
+        """Three Tidings nodes on 1, 2 and 3 independent Redis servers of the bench's own,
+        sharded by channel: does throughput follow the shards, and what does each cost?"""
+        spec = self.profile["cluster"]
+        for count in self.profile.get("shards", [1, 2, 3]):
+            def point(count: int = count) -> None:
+                with RedisShards(count) as shards:
+                    self._cluster_point("tidings", "redis", shards.url, spec,
+                                        scenario="shards", point=f"{count} Redis shards",
+                                        broker_cpu=shards.cpu_seconds)
+
+            self.guarded(f"shards {count}", point)
+
+
+def _with_broker_cpu(broker_cpu: Callable[[], float] | None, measure: Callable[[], dict]) -> dict:
+    """`measure()`'s figures, with the broker servers' CPU seconds during it if known."""
+    before = broker_cpu() if broker_cpu else 0.0
+    run = measure()
+    if broker_cpu:
+        run["broker_cpu_seconds"] = broker_cpu() - before
+    return run

@@ -189,6 +189,12 @@ class Cluster:
             return 0.0
         return sum(node.metric("tidings_broker_received_total") for node in self.nodes)
 
+    def broker_read(self) -> float:
+        """Messages all nodes read off the broker so far, kept or dropped (/metrics)."""
+        if self.target != "tidings":
+            return 0.0
+        return sum(node.metric("tidings_broker_read_total") for node in self.nodes)
+
     def cpu_seconds(self) -> float:
         return sum(node.cpu_seconds() for node in self.nodes)
 

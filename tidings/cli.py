@@ -64,8 +64,10 @@ def _without_workers(argv: list[str]) -> list[str]:
 
 
 def run(settings: Settings, *, reuse_port: bool = False) -> int:
+    from tidings.broker import BrokerError
     from tidings.node import Node
     from tidings.server.app import serve
+    from tidings.store import StoreError
 
     try:
         import uvloop
@@ -81,6 +83,9 @@ def run(settings: Settings, *, reuse_port: bool = False) -> int:
     except (ValueError, ConfigError) as exc:  # an unknown store or broker URL, a bad key file
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
+    except (BrokerError, StoreError) as exc:  # unreachable at start, a newer schema
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"tidings: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1

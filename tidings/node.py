@@ -70,6 +70,7 @@ class Node:
             "channels": lambda: len(self.hub.channels),
             "deliveries_total": lambda: self.hub.deliveries,
             "broker_received_total": lambda: self.broker.received,
+            "broker_read_total": lambda: self.broker.read,
             "broker_published_total": lambda: self.broker.published,
             "store_batches_total": lambda: self.store.batches_committed,
             "store_publications_total": lambda: self.store.publications_committed,

@@ -1,9 +1,10 @@
 """Brokers as the nodes of a throwaway cluster, and real ways to cut a node off its broker.
 
 Every test gets its own namespace on the shared servers (Redis key prefix, RabbitMQ
-exchange, NATS subject prefix and KV bucket), removed afterwards. Outages never touch the
-shared servers: a node is cut off through a TCP relay of its own, its connection is killed
-server-side by id or name, or it talks to a private nats-server that can be restarted.
+exchange, NATS subject prefix and KV bucket, Kafka topic prefix), removed afterwards.
+Outages never touch the shared servers: a node is cut off through a TCP relay of its own,
+its connection is killed server-side by id or name, or it talks to a private nats-server
+or tansu that can be restarted.
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.private import tansu_binary
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 
-KINDS = ["memory", "redis", "amqp", "nats"]
-PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222}
+KINDS = ["memory", "redis", "redis-shards", "redis-cluster", "amqp", "nats", "kafka"]
+PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222, "kafka": 9092}
+# The Redis Cluster scripts/services.sh starts; the independent shards are started here.
+REDIS_CLUSTER_PORTS = [7000, 7001, 7002]
+REDIS_SHARD_PORTS: list[int] = []  # filled by the redis_shards fixture
 TTL = 1.5
 
 
@@ -36,25 +41,29 @@ def free_port() -> int:
 
 def broker_url(kind: str, tag: str, port: int | None = None) -> str:
     port = port or PORTS.get(kind)
+    if kind == "redis-shards":
+        hosts = ",".join(f"127.0.0.1:{shard}" for shard in REDIS_SHARD_PORTS)
+        return f"redis://{hosts}/0?prefix={tag}"
+    if kind == "redis-cluster":
+        return f"redis+cluster://127.0.0.1:{REDIS_CLUSTER_PORTS[0]}?prefix={tag}"
     if kind == "redis":
         return f"redis://127.0.0.1:{port}/0?prefix={tag}"
     if kind == "amqp":
         return f"amqp://guest:guest@127.0.0.1:{port}/?exchange={tag}"
     if kind == "nats":
         return f"nats://127.0.0.1:{port}?prefix={tag}"
+    if kind == "kafka":
+        return f"kafka://127.0.0.1:{port}?prefix={tag}&partitions=16"
     return "memory://"
 
 
 async def remove_namespace(kind: str, tag: str) -> None:
     """Delete what brokers on namespace `tag` leave behind on the shared servers."""
-    if kind == "redis":
-        import redis.asyncio as redis
-
-        client = redis.Redis()
-        keys = [key async for key in client.scan_iter(match=f"{tag}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    if kind.startswith("redis"):
+        ports = {"redis": [6379], "redis-shards": REDIS_SHARD_PORTS,
+                 "redis-cluster": REDIS_CLUSTER_PORTS}[kind]
+        for port in ports:
+            await delete_redis_keys(port, f"{tag}:*")
     elif kind == "amqp":
         import aio_pika
 
@@ -70,6 +79,30 @@ async def remove_namespace(kind: str, tag: str) -> None:
         with contextlib.suppress(NotFoundError):
             await conn.jetstream().delete_key_value(f"{tag}_cluster")
         await conn.close()
+    elif kind == "kafka":
+        await delete_kafka_topics(tag)
+
+
+async def delete_redis_keys(port: int, pattern: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis(port=port)
+    try:
+        for key in [key async for key in client.scan_iter(match=pattern)]:
+            await client.delete(key)  # one by one: a cluster master refuses cross-slot DEL
+    finally:
+        await client.aclose()
+
+
+async def delete_kafka_topics(tag: str, port: int = 9092) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    await admin.start()
+    try:
+        await admin.delete_topics([f"{tag}-live", f"{tag}-cluster"])
+    finally:
+        await admin.close()
 
 
 class Inbox:
@@ -129,6 +162,8 @@ class Namespace:
 
 @pytest.fixture(params=KINDS)
 async def space(request) -> AsyncIterator[Namespace]:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
     namespace = Namespace(request.param)
     yield namespace
     await namespace.close()
@@ -136,6 +171,8 @@ async def space(request) -> AsyncIterator[Namespace]:
 
 @pytest.fixture(params=[kind for kind in KINDS if kind != "memory"])
 async def network_space(request) -> AsyncIterator[Namespace]:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
     namespace = Namespace(request.param)
     yield namespace
     await namespace.close()
@@ -183,10 +220,22 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @pytest.fixture
 async def relay_for() -> AsyncIterator:
+    """A relay to the kind's shared server; for Kafka, to a private tansu behind it.
+
+    Kafka clients connect to the address the broker advertises, not the one they were
+    given, so a relay in front of the shared tansu would be bypassed: the private tansu
+    advertises the relay's port instead.
+    """
     relays: list[Relay] = []
+    servers: list[PrivateTansu] = []
 
     async def make(kind: str) -> Relay:
         relay = Relay(PORTS[kind])
+        if kind == "kafka":
+            server = PrivateTansu(advertised=relay.port)
+            servers.append(server)
+            await server.start()
+            relay.target = server.port
         await relay.start()
         relays.append(relay)
         return relay
@@ -195,21 +244,23 @@ async def relay_for() -> AsyncIterator:
     for relay in relays:
         if relay._server is not None and relay._server.is_serving():
             await relay.cut()
+    for server in servers:
+        await server.stop()
 
 
-class PrivateNats:
-    """A nats-server with JetStream of our own, on a spare port, to kill and restart."""
+class PrivateServer:
+    """A broker process of our own on a spare port, to kill and start again."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tidings-nats-")
         self.proc: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         await _wait_port(self.port)
 
     async def stop(self) -> None:
@@ -217,9 +268,44 @@ class PrivateNats:
             self.proc.kill()
             await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
 
+
+class PrivateNats(PrivateServer):
+    """A nats-server with JetStream of our own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="tidings-nats-")
+
+    def command(self) -> list[str]:
+        return ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir]
+
     async def remove(self) -> None:
         await self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateTansu(PrivateServer):
+    """A tansu of our own, memory storage: a restart empties it.
+
+    `advertised` is the port it tells clients to connect to (a relay's, to cut them off).
+    """
+
+    def __init__(self, advertised: int | None = None) -> None:
+        super().__init__()
+        self.advertised = advertised or self.port
+
+    def command(self) -> list[str]:
+        return [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised}",
+                "--storage-engine", "memory://tansu/"]
+
+
+@pytest.fixture
+async def private_tansu() -> AsyncIterator[PrivateTansu]:
+    """Not started: a test that needs it calls `start()`."""
+    server = PrivateTansu()
+    yield server
+    await server.stop()
 
 
 async def _wait_port(port: int, timeout: float = 10) -> None:
@@ -242,14 +328,41 @@ async def private_nats() -> AsyncIterator[PrivateNats]:
     await server.remove()
 
 
-async def kill_redis_subscriber(node: str) -> None:
+@pytest.fixture(scope="session")
+def redis_shards() -> Iterator[list[int]]:
+    """Three independent Redis servers of our own, for client-side sharding."""
+    servers = []
+    for _ in range(3):
+        port = free_port()
+        servers.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        REDIS_SHARD_PORTS.append(port)
+    for port in REDIS_SHARD_PORTS:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"redis shard on {port} did not start"
+                time.sleep(0.05)
+    yield REDIS_SHARD_PORTS
+    for server in servers:
+        server.kill()
+        server.wait()
+    REDIS_SHARD_PORTS.clear()
+
+
+async def kill_redis_subscriber(node: str, port: int = 6379) -> None:
     """CLIENT KILL the one connection holding `node`'s subscriptions, no one else's."""
     import redis.asyncio as redis
 
-    client = redis.Redis()
+    client = redis.Redis(port=port)
     try:
         ids = [c["id"] for c in await client.client_list()
-               if c.get("name") == f"tidings-{node}" and int(c.get("sub", 0)) > 0]
+               if c.get("name") == f"tidings-{node}"
+               and int(c.get("sub", 0)) + int(c.get("ssub", 0)) > 0]
         assert ids, f"no subscriber connection named tidings-{node}"
         for id in ids:
             await client.client_kill_filter(_id=id)

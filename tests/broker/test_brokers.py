@@ -1,4 +1,5 @@
-"""The broker contract, run against the in-process broker and real Redis, RabbitMQ and NATS.
+"""The broker contract, run against the in-process broker and real Redis, RabbitMQ, NATS
+and Kafka (tansu).
 
 Each broker instance stands for one node. The in-process broker reaches no other node by
 design: tests that need a second node skip it, and the others let its one node play every
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.broker.conftest import (
+    REDIS_CLUSTER_PORTS,
     TTL,
     Namespace,
     close_rabbitmq_connection,
     kill_redis_subscriber,
 )
 from tidings.broker import open_broker, reconnect
+from tidings.broker.sharded import shard_of
 from tidings.broker.base import Broker, BrokerError
 from tidings.broker.reconnect import Reconnector
 from tidings.model import ClientInfo, NodeInfo
@@ -179,6 +183,103 @@ async def test_channel_names_route_exactly_and_never_collide(space):
     assert sorted(a_in.messages) == sorted((c, c.encode()) for c in SUBSCRIBED)
 
 
+async def test_kafka_reads_only_the_partitions_holding_its_channels():
+    """A node reads every record of the partitions it consumes and keeps its channels'."""
+    space = Namespace("kafka")
+    try:
+        (a, a_in), (b, b_in), (c, _) = [await space.node(name) for name in "abc"]
+        partitions = a.partition
+        mine = "room:x"
+        neighbour = next(f"room:n{n}" for n in range(10_000)
+                         if partitions(f"room:n{n}") == partitions(mine))
+        elsewhere = next(f"room:e{n}" for n in range(10_000)
+                         if partitions(f"room:e{n}") != partitions(mine))
+        await a.subscribe(mine)
+        await b.subscribe(neighbour)
+        for n in range(10):
+            await c.publish(mine, b"%d" % n)
+        await a_in.count(mine, 10)
+        await b.subscribe(elsewhere)  # b now holds both partitions; nothing else arrives
+
+        async def b_read_them() -> bool:
+            return b.read == 10
+
+        await eventually(b_read_them)
+        await asyncio.sleep(QUIET)
+        assert (a.read, a.received) == (10, 10)
+        assert (b.read, b.received, b_in.messages) == (10, 0, [])
+        assert (c.read, c.received) == (0, 0)
+    finally:
+        await space.close()
+
+
+@pytest.fixture(params=["redis-shards", "redis-cluster"])
+async def sharded_space(request) -> Namespace:
+    if request.param == "redis-shards":
+        request.getfixturevalue("redis_shards")
+    namespace = Namespace(request.param)
+    yield namespace
+    await namespace.close()
+
+
+async def _shard_channels(shard) -> set[bytes]:
+    """The pub/sub channels a shard's server holds subscriptions for."""
+    import redis.asyncio as redis
+
+    client = redis.Redis(port=urlsplit(shard.url).port)
+    try:
+        kind = "SHARDCHANNELS" if shard.shard else "CHANNELS"
+        return set(await client.execute_command("PUBSUB", kind, f"{shard.prefix}:*"))
+    finally:
+        await client.aclose()
+
+
+async def test_each_channel_lives_on_exactly_one_shard(sharded_space):
+    (a, a_in), (b, _), _ = await three(sharded_space)
+    assert len(a.shards) == 3
+    channels = [f"room:s{n}" for n in range(30)]
+    for channel in channels:
+        await a.subscribe(channel)
+    held = [await _shard_channels(shard) for shard in a.shards]
+    for channel in channels:
+        owners = [i for i, names in enumerate(held) if a.shard_for(channel)._name(channel) in names]
+        assert owners == [a.shards.index(a.shard_for(channel))]
+    assert all(held), "30 channels should spread over all three shards"
+    for channel in channels:
+        await b.publish(channel, channel.encode())
+    await a_in.wait(lambda: len(a_in.messages) == 30)
+    assert sum(shard.received for shard in a.shards) == 30
+    assert [shard.published for shard in b.shards] == [len(names) for names in held]
+
+
+async def test_losing_one_shard_costs_only_its_channels(sharded_space):
+    (a, a_in), (b, _), _ = await three(sharded_space)
+    lost = a.shards[0]
+    on_lost = next(f"room:l{n}" for n in range(1000) if a.shard_for(f"room:l{n}") is lost)
+    elsewhere = next(f"room:l{n}" for n in range(1000) if a.shard_for(f"room:l{n}") is not lost)
+    await a.subscribe(on_lost)
+    await a.subscribe(elsewhere)
+    await kill_redis_subscriber(a.node, urlsplit(lost.url).port)
+    await b.publish(elsewhere, b"meanwhile")  # the other shards never noticed
+    await a_in.count(elsewhere, 1)
+    await a_in.wait(lambda: a_in.reconnects >= 1)
+    assert [shard.subscriptions for shard in a.shards if shard is not lost] == \
+        [frozenset({elsewhere}) if shard is a.shard_for(elsewhere) else frozenset()
+         for shard in a.shards if shard is not lost]
+    await b.publish(on_lost, b"after")
+    assert await a_in.count(on_lost, 1) == [b"after"]
+
+
+def test_shards_are_chosen_by_jump_hash_and_move_little_when_one_is_added():
+    channels = [f"user:u{n}" for n in range(3000)]
+    three_ = [shard_of(c, 3) for c in channels]
+    four = [shard_of(c, 4) for c in channels]
+    assert {three_.count(i) for i in range(3)} <= set(range(900, 1100))
+    moved = sum(x != y for x, y in zip(three_, four))
+    assert 600 < moved < 900  # about a quarter move, all of them to the new shard
+    assert all(y == 3 for x, y in zip(three_, four) if x != y)
+
+
 # ---- cluster state -------------------------------------------------------------------
 
 
@@ -265,28 +366,31 @@ async def test_a_node_that_stops_heartbeating_disappears_within_ttl(space):
 
 
 async def test_a_node_resubscribes_after_the_server_drops_its_connection(
-    network_space, private_nats
+    network_space, private_nats, private_tansu
 ):
-    """Redis: CLIENT KILL; RabbitMQ: rabbitmqctl close_connection; NATS: a private server
-    killed and started again (restarting the shared one would disturb everyone else)."""
+    """Redis: CLIENT KILL; RabbitMQ: rabbitmqctl close_connection; NATS and Kafka: a private
+    server killed and started again (restarting the shared one would disturb everyone
+    else); the private tansu keeps nothing, so its topics are made again on reconnect."""
     space, port = network_space, None
-    if space.kind == "nats":
-        await private_nats.start()
-        port = private_nats.port
+    private = {"nats": private_nats, "kafka": private_tansu}.get(space.kind)
+    if private is not None:
+        await private.start()
+        port = private.port
     (a, a_in), (b, b_in) = await space.node("a", port=port), await space.node("b", port=port)
     await a.subscribe("room:r")
     await a.subscribe("user:x")
     await b.publish("room:r", b"before")
     await a_in.count("room:r", 1)
 
-    if space.kind == "redis":
-        await kill_redis_subscriber(a.node)
+    if space.kind.startswith("redis"):  # on a sharded Redis, the shard holding room:r
+        shard = a.shard_for("room:r") if space.kind != "redis" else a
+        await kill_redis_subscriber(a.node, urlsplit(shard.url).port)
     elif space.kind == "amqp":
         await asyncio.get_running_loop().run_in_executor(None, close_rabbitmq_connection,
                                                          a.node)
     else:
-        await private_nats.stop()
-        await private_nats.start()
+        await private.stop()
+        await private.start()
         await b_in.wait(lambda: b_in.reconnects >= 1)
     await a_in.wait(lambda: a_in.reconnects >= 1)
 
@@ -301,10 +405,33 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
     await eventually(a_known)
 
 
+async def test_an_idle_redis_subscriber_connection_is_kept(monkeypatch):
+    """redis-py 8 times reads out after 5 s by default; a subscriber waits for as long as
+    it takes (the health ping, here out of the way, is what notices a dead connection)."""
+    from tidings.broker import redis as redis_broker
+
+    monkeypatch.setattr(redis_broker, "HEALTH_INTERVAL", 60.0)
+    space = Namespace("redis")
+    try:
+        (a, a_in), (b, _) = await space.node("a"), await space.node("b")
+        await a.subscribe("room:quiet")
+        await asyncio.sleep(5.5)
+        assert a_in.reconnects == 0
+        await b.publish("room:quiet", b"still here")
+        assert await a_in.count("room:quiet", 1) == [b"still here"]
+    finally:
+        await space.close()
+
+
 async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     space = network_space
+    if space.kind in ("redis-shards", "redis-cluster"):
+        pytest.skip("one relay cannot stand for several shards; see the one-shard tests")
     relay = await relay_for(space.kind)
-    (a, a_in), (b, _) = await space.node("a", port=relay.port), await space.node("b")
+    # Kafka clients follow the address the broker advertises: both nodes are behind the relay
+    both_cut = space.kind == "kafka"
+    (a, a_in) = await space.node("a", port=relay.port)
+    (b, b_in) = await space.node("b", port=relay.port if both_cut else None)
     await a.subscribe("room:o")
     await relay.cut()
 
@@ -326,6 +453,8 @@ async def test_a_node_cut_off_fails_fast_and_heals(network_space, relay_for):
     await asyncio.sleep(0.5)  # reconnect attempts fail meanwhile, backing off
     await relay.start()
     await a_in.wait(lambda: a_in.reconnects >= 1)
+    if both_cut:  # b subscribes to nothing: aiokafka may have reconnected it unnoticed
+        await b_in.wait(lambda: b.connected)
     assert a.subscriptions == {"room:o", "room:new"}  # wanted while cut off: taken too
     await b.publish("room:o", b"1")
     await b.publish("room:new", b"2")
@@ -363,16 +492,28 @@ def test_namespace_options_are_taken_out_of_the_url():
     redis = open_broker("redis://127.0.0.1:6379/0?prefix=blue", "n")
     amqp = open_broker("amqp://guest:guest@127.0.0.1:5672/?exchange=blue", "n")
     nats = open_broker("nats://127.0.0.1:4222?prefix=blue", "n")
+    kafka = open_broker("kafka://h1:9092,h2:9092?prefix=blue&partitions=8", "n")
+    shards = open_broker("redis://:pw@h1:6379,h2:6380/2?prefix=blue", "n")
+    cluster = open_broker(f"redis+cluster://127.0.0.1:{REDIS_CLUSTER_PORTS[0]}?prefix=blue",
+                          "n")
     assert (redis.url, redis.prefix) == ("redis://127.0.0.1:6379/0", "blue")
     assert (amqp.url, amqp.exchange) == ("amqp://guest:guest@127.0.0.1:5672/?heartbeat=5",
                                          "blue")
     assert (nats.url, nats.prefix, nats.bucket) == ("nats://127.0.0.1:4222", "blue",
                                                     "blue_cluster")
+    assert (kafka.servers, kafka.live_topic, kafka.cluster_topic, kafka.partitions) == (
+        ["h1:9092", "h2:9092"], "blue-live", "blue-cluster", 8)
+    assert [(s.url, s.prefix) for s in shards._shards] == [
+        ("redis://:pw@h1:6379/2", "blue"), ("redis://:pw@h2:6380/2", "blue")]
+    assert cluster.prefix == "blue"
     with pytest.raises(ValueError, match="prefix"):
         open_broker("nats://127.0.0.1:4222?prefix=a.b", "n")
+    for bad in ("prefix=a.b", "partitions=0", "partitions=many", "fetch_wait=1"):
+        with pytest.raises(ValueError, match="kafka"):
+            open_broker(f"kafka://127.0.0.1:9092?{bad}", "n")
 
 
 def test_the_in_process_broker_is_not_shared_and_unknown_schemes_are_refused():
     assert open_broker("memory://", "solo").shared is False
     with pytest.raises(ValueError, match="unknown broker URL scheme"):
-        open_broker("kafka://somewhere", "n")
+        open_broker("mqtt://somewhere", "n")

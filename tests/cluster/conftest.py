@@ -1,7 +1,8 @@
 """Three real `tidings serve` processes on one broker and one PostgreSQL database.
 
 Every cluster gets a throwaway PostgreSQL schema and broker namespace (Redis key prefix,
-RabbitMQ exchange, NATS subject prefix and KV bucket) that are removed afterwards.
+RabbitMQ exchange, NATS subject prefix and KV bucket, Kafka topic prefix) that are removed
+afterwards.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ import websockets
 from tests.conftest import Client, free_port, start_process
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-BROKERS = ["redis", "amqp", "nats"]
+BROKERS = ["redis", "redis-cluster", "amqp", "nats", "kafka"]
 
 
 def broker_url(kind: str, tag: str, port: int | None = None) -> str:
+    if kind == "redis-cluster":  # the three masters scripts/services.sh starts
+        return f"redis+cluster://127.0.0.1:{port or 7000}?prefix={tag}"
     if kind == "redis":
         return f"redis://127.0.0.1:{port or 6379}/0?prefix={tag}"
     if kind == "amqp":
         return f"amqp://guest:guest@127.0.0.1:{port or 5672}/?exchange={tag}"
+    if kind == "kafka":
+        return f"kafka://127.0.0.1:{port or 9092}?prefix={tag}"
     return f"nats://127.0.0.1:{port or 4222}?prefix={tag}"
 
 
@@ -181,7 +186,12 @@ async def drop_schema(schema: str) -> None:
 
 
 async def clean_broker(kind: str, tag: str) -> None:
-    if kind == "redis":
+    if kind == "redis-cluster":
+        from tests.broker.conftest import REDIS_CLUSTER_PORTS, delete_redis_keys
+
+        for port in REDIS_CLUSTER_PORTS:
+            await delete_redis_keys(port, f"{tag}:*")
+    elif kind == "redis":
         import redis.asyncio as redis
 
         client = redis.Redis()
@@ -197,6 +207,10 @@ async def clean_broker(kind: str, tag: str) -> None:
         with contextlib.suppress(Exception):
             await channel.exchange_delete(tag)
         await conn.close()
+    elif kind == "kafka":
+        from tests.broker.conftest import delete_kafka_topics
+
+        await delete_kafka_topics(tag)
     else:  # NATS: subjects vanish with their subscribers; the KV bucket stays until deleted
         import nats
 

@@ -1,7 +1,9 @@
-"""The store contract, run against SQLite and a real PostgreSQL (a throwaway schema each test).
+"""The store contract, run against SQLite, a real PostgreSQL (a throwaway schema each test)
+and a real MariaDB (a throwaway database each test).
 
-PostgreSQL-only tests cover what only a shared database can get wrong: several nodes
-appending to one channel, several nodes starting at once, lost connections.
+Tests for the shared databases (PostgreSQL, MariaDB) cover what only a shared database can
+get wrong: several nodes appending to one channel, several nodes starting at once, lost
+connections.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncmy
 import asyncpg
 import pytest
 
 from tidings.model import StreamPosition
 from tidings.store import RecoveryImpossible, Retention, StoreError, open_store
 from tidings.store.base import Store
+from tidings.store.mysql import SCHEMA_VERSION as MYSQL_SCHEMA_VERSION
+from tidings.store.mysql import split_url as mysql_split_url
 from tidings.store.postgres import SCHEMA_VERSION, split_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql://root@127.0.0.1:3306"
 KEEP = Retention(1000)
 
 
@@ -40,6 +46,27 @@ async def throwaway_schema() -> AsyncIterator[str]:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database() -> AsyncIterator[str]:
+    """A MySQL store URL naming a fresh database (the store creates it), dropped afterwards."""
+    database = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{MYSQL}/{database}"
+    finally:
+        await mysql_execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+async def mysql_execute(sql: str, args=(), database: str | None = None) -> list:
+    conn = await asyncmy.connect(host="127.0.0.1", user="root", database=database,
+                                 autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, args)
+            return list(await cur.fetchall())
+    finally:
+        await conn.ensure_closed()
 
 
 @contextlib.asynccontextmanager
@@ -64,13 +91,24 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 async def store_url(request, tmp_path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
+    elif request.param == "mysql":
+        async with throwaway_database() as url:
+            yield url
     else:
         async with throwaway_schema() as url:
             yield url
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+async def shared_url(request) -> AsyncIterator[str]:
+    """A database several nodes share."""
+    empty = throwaway_database() if request.param == "mysql" else throwaway_schema()
+    async with empty as url:
+        yield url
 
 
 @pytest.fixture
@@ -226,11 +264,22 @@ async def test_a_failed_batch_fails_every_waiter_and_the_store_goes_on(store):
     assert (await store.append("room:bad", b"fine", retention=KEEP)).offset == 1
 
 
-# ---- PostgreSQL: several nodes, one database -------------------------------------------
+async def _appends_again_without_a_gap(store: Store) -> None:
+    """After "room:lost" lost its second append with the connection: the pool recovers."""
+    for _ in range(10):  # a pooled connection killed while idle may fail one call more
+        with contextlib.suppress(StoreError):
+            pub = await store.append("room:lost", b"3", retention=KEEP)
+            break
+    assert pub.offset == 2  # the lost batch left no gap
+    page = await store.history("room:lost", limit=10)
+    assert [p.data for p in page.publications] == [b"1", b"3"]
 
 
-async def test_three_postgres_nodes_appending_one_channel_keep_offsets_gap_free(pg_url):
-    async with running(pg_url, pg_url, pg_url) as nodes:
+# ---- PostgreSQL and MySQL: several nodes, one database ---------------------------------
+
+
+async def test_three_nodes_appending_one_channel_keep_offsets_gap_free(shared_url):
+    async with running(shared_url, shared_url, shared_url) as nodes:
         results = await asyncio.gather(*(_burst(node, "room:shared", 300) for node in nodes))
     offsets = sorted(p.offset for pubs in results for p in pubs)
     assert offsets == list(range(1, 901))
@@ -239,14 +288,14 @@ async def test_three_postgres_nodes_appending_one_channel_keep_offsets_gap_free(
         assert mine == sorted(mine)
 
 
-async def test_postgres_nodes_writing_many_channels_in_any_order_do_not_deadlock(pg_url):
+async def test_nodes_writing_many_channels_in_any_order_do_not_deadlock(shared_url):
     channels = [f"room:{name}" for name in "abcd"]
 
     async def mixed(node: Store, order: list[str]):
         return await asyncio.gather(*(node.append(order[n % 4], b"x", retention=KEEP)
                                       for n in range(200)))
 
-    async with running(pg_url, pg_url, pg_url) as nodes:
+    async with running(shared_url, shared_url, shared_url) as nodes:
         results = await asyncio.gather(*(mixed(node, channels[i:] + channels[:i])
                                          for i, node in enumerate(nodes)))
         positions = await nodes[0].positions(channels)
@@ -256,12 +305,12 @@ async def test_postgres_nodes_writing_many_channels_in_any_order_do_not_deadlock
         assert positions[channel].offset == 150
 
 
-async def test_postgres_nodes_starting_at_once_on_a_fresh_schema_share_one_epoch(pg_url):
-    async with running(pg_url, pg_url, pg_url) as nodes:
+async def test_nodes_starting_at_once_on_a_fresh_schema_share_one_epoch(shared_url):
+    async with running(shared_url, shared_url, shared_url) as nodes:
         pubs = [await node.append("room:e", b"x", retention=KEEP) for node in nodes]
     assert [p.offset for p in pubs] == [1, 2, 3]
     assert len({p.epoch for p in pubs}) == 1
-    async with running(pg_url, pg_url) as nodes:  # and starting again changes nothing
+    async with running(shared_url, shared_url) as nodes:  # and starting again changes nothing
         positions = await asyncio.gather(*(node.positions(["room:e"]) for node in nodes))
     assert [p["room:e"] for p in positions] == [StreamPosition(3, pubs[0].epoch)] * 2
 
@@ -329,19 +378,112 @@ async def test_postgres_lost_connection_is_a_store_error_and_the_pool_reconnects
                 await append
         finally:
             await admin.close()
-        for _ in range(10):  # a pooled connection killed while idle may fail one call more
-            with contextlib.suppress(StoreError):
-                pub = await store.append("room:lost", b"3", retention=KEEP)
-                break
-        assert pub.offset == 2  # the lost batch left no gap
-        page = await store.history("room:lost", limit=10)
-        assert [p.data for p in page.publications] == [b"1", b"3"]
+        await _appends_again_without_a_gap(store)
 
 
 async def test_postgres_unreachable_at_start_is_a_store_error():
     with pytest.raises(StoreError, match="unreachable"):
         async with running("postgresql://postgres@127.0.0.1:1/test"):
             pass
+
+
+# ---- MySQL / MariaDB -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def mysql_url() -> AsyncIterator[str]:
+    async with throwaway_database() as url:
+        yield url
+
+
+def _database(url: str) -> str:
+    return mysql_split_url(url)[1]
+
+
+async def test_mysql_refuses_a_schema_newer_than_it_knows(mysql_url):
+    async with running(mysql_url):
+        pass
+    await mysql_execute("UPDATE tidings_meta SET value = %s WHERE `key` = 'schema_version'",
+                        (str(MYSQL_SCHEMA_VERSION + 1),), database=_database(mysql_url))
+    with pytest.raises(StoreError, match="newer than this Tidings"):
+        async with running(mysql_url):
+            pass
+
+
+async def test_mysql_channel_names_are_case_sensitive(mysql_url):
+    async with running(mysql_url) as (store,):
+        upper = await store.append("room:A", b"upper", retention=KEEP)
+        lower = await store.append("room:a", b"lower", retention=KEEP)
+        assert (upper.offset, lower.offset) == (1, 1)
+        assert [p.data for p in (await store.history("room:a", limit=5)).publications] \
+            == [b"lower"]
+
+
+async def test_mysql_reads_do_not_wait_behind_a_locked_channel(mysql_url):
+    async with running(mysql_url) as (store,):
+        await store.append("room:lock", b"1", retention=KEEP)
+        other = await asyncmy.connect(host="127.0.0.1", user="root",
+                                      database=_database(mysql_url))
+        try:
+            async with other.cursor() as cur:
+                await other.begin()  # what another node's batch holds while it commits
+                await cur.execute("SELECT top FROM tidings_channels WHERE channel = 'room:lock' "
+                                  "FOR UPDATE")
+                append = asyncio.create_task(store.append("room:lock", b"2", retention=KEEP))
+                page = await asyncio.wait_for(store.history("room:lock", limit=10), 2)
+                assert [p.offset for p in page.publications] == [1]
+                assert not append.done()
+                await other.rollback()
+            assert (await append).offset == 2
+        finally:
+            await other.ensure_closed()
+
+
+async def test_mysql_lost_connection_is_a_store_error_and_the_pool_reconnects(mysql_url):
+    database = _database(mysql_url)
+    async with running(mysql_url) as (store,):
+        await store.append("room:lost", b"1", retention=KEEP)
+        admin = await asyncmy.connect(host="127.0.0.1", user="root", database=database)
+        try:
+            async with admin.cursor() as cur:
+                await admin.begin()
+                await cur.execute("SELECT top FROM tidings_channels WHERE channel = 'room:lost' "
+                                  "FOR UPDATE")
+                append = asyncio.create_task(store.append("room:lost", b"2", retention=KEEP))
+                waiting = []
+                while not waiting:  # the store's batch waits for the row inside its transaction
+                    waiting = await mysql_execute(
+                        "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t "
+                        "WHERE t.trx_state = 'LOCK WAIT'")
+                    await asyncio.sleep(0.01)
+                for (thread,) in await mysql_execute(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> %s",
+                    (database, admin.thread_id()),
+                ):
+                    with contextlib.suppress(Exception):
+                        await mysql_execute(f"KILL {int(thread)}")
+                await admin.rollback()
+            with pytest.raises(StoreError, match="connection lost"):
+                await append
+        finally:
+            await admin.ensure_closed()
+        await _appends_again_without_a_gap(store)
+
+
+async def test_mysql_unreachable_at_start_is_a_store_error():
+    with pytest.raises(StoreError, match="unreachable"):
+        async with running("mysql://root@127.0.0.1:1/test"):
+            pass
+
+
+def test_mysql_url_names_a_database_and_refuses_unknown_parameters():
+    settings, database = mysql_split_url("mysql://u:p%40ss@db.example:3307/tidings")
+    assert database == "tidings"
+    assert (settings["host"], settings["port"], settings["user"], settings["password"]) == \
+        ("db.example", 3307, "u", "p@ss")
+    for bad in ("mysql://u@h", "mysql://u@h/", "mysql://u@h/db?schema=x", "mysql://u@h/a`b"):
+        with pytest.raises(ValueError, match="mysql"):
+            mysql_split_url(bad)
 
 
 # ---- URLs ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Brokers, chosen by URL: memory://, redis://, amqp://, nats://."""
+"""Brokers, chosen by URL: memory://, redis:// (one server, or several as shards),
+redis+cluster://, amqp://, nats://, kafka://."""
 
 from __future__ import annotations
 
@@ -17,9 +18,17 @@ def open_broker(url: str, node: str, *, ttl: float = 15.0) -> Broker:
 
         return MemoryBroker(node, ttl=ttl)
     if scheme in ("redis", "rediss"):
+        if "," in urlsplit(url).netloc:  # several independent servers: shard by channel
+            from tidings.broker.sharded import RedisShards
+
+            return RedisShards(url, node, ttl=ttl)
         from tidings.broker.redis import RedisBroker
 
         return RedisBroker(url, node, ttl=ttl)
+    if scheme == "redis+cluster":
+        from tidings.broker.redis_cluster import RedisClusterBroker
+
+        return RedisClusterBroker(url, node, ttl=ttl)
     if scheme in ("amqp", "amqps"):
         from tidings.broker.amqp import AmqpBroker
 
@@ -28,6 +37,11 @@ def open_broker(url: str, node: str, *, ttl: float = 15.0) -> Broker:
         from tidings.broker.nats import NatsBroker
 
         return NatsBroker(url, node, ttl=ttl)
+    if scheme == "kafka":
+        from tidings.broker.kafka import KafkaBroker
+
+        return KafkaBroker(url, node, ttl=ttl)
     raise ValueError(
-        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, amqp:// or nats://"
+        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, redis+cluster://, "
+        "amqp://, nats:// or kafka://"
     )

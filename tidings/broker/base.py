@@ -106,6 +106,15 @@ class Broker(ABC):
             await self._sync()
 
     @property
+    def read(self) -> int:
+        """Messages taken off the broker, wanted or not.
+
+        The same as `received` for a broker that routes exactly; a log-based one reads
+        whole partitions and keeps only its channels' messages.
+        """
+        return self.received
+
+    @property
     def subscriptions(self) -> frozenset[str]:
         return frozenset(self._active)
 

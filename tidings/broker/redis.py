@@ -10,9 +10,11 @@ module drives itself (RESP2, no redis-py PubSub object, whose silent reconnect w
 the hole in the live path from the node). A PING sent right after a SUBSCRIBE batch is
 answered after every confirmation of the batch, so `_subscribe_many` returns once Redis
 really delivers those channels. A PING every few seconds catches a connection that died
-without a word. Plain PUBLISH/SUBSCRIBE, not the sharded SPUBLISH/SSUBSCRIBE: on a
-standalone Redis they behave the same, and on a Redis Cluster sharded channels would need
-a cluster-aware client with one subscriber connection per shard.
+without a word. Plain PUBLISH/SUBSCRIBE on a standalone Redis. As one master of a Redis
+Cluster (`shard=True`, made by `sharded.py`), the sharded SPUBLISH/SSUBSCRIBE instead, and
+every name carries the channel as its hash tag (`<prefix>:c:{<channel>}`,
+`<prefix>:presence:{<channel>}`), so a channel's messages and presence live on the one
+master that owns its slot and never cross the cluster bus.
 
 Publishing goes over a small pool of other connections, pipelined: everything published
 while one pipeline is in flight goes out in the next one, in order. While Redis is
@@ -43,6 +45,7 @@ import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from tidings.broker.base import Broker, BrokerError
@@ -100,15 +103,23 @@ def _split(url: str) -> tuple[str, str]:
 
 
 class RedisBroker(Broker):
-    def __init__(self, url: str, node: str, **options):
+    def __init__(self, url: str, node: str, *, shard: bool = False, **options):
         super().__init__(node, **options)
         self.url, self.prefix = _split(url)
-        self._channel_prefix = f"{self.prefix}:c:".encode()
+        self.shard = shard  # one master of a Redis Cluster: sharded pub/sub, hash-tagged names
+        self._open_tag, self._close_tag = ("{", "}") if shard else ("", "")
+        self._channel_prefix = f"{self.prefix}:c:{self._open_tag}".encode()
+        self._channel_suffix = len(self._close_tag)
+        self._commands = ((b"smessage", "SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH") if shard
+                          else (b"message", "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH"))
         # CLIENT LIST shows it; Redis refuses names with spaces or control characters.
         name = re.sub(r"[^!-~]", "_", f"tidings-{node}")
         common = {"protocol": 2, "client_name": name, "socket_connect_timeout": CONNECT_TIMEOUT,
                   "socket_keepalive": True}
-        self._subscriber_pool = redis.ConnectionPool.from_url(self.url, **common)
+        # The subscriber connection waits for messages as long as it takes (redis-py 8 would
+        # time its reads out after 5 s); the health ping notices a dead one.
+        self._subscriber_pool = redis.ConnectionPool.from_url(self.url, socket_timeout=None,
+                                                              **common)
         self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
             self.url, max_connections=MAX_CONNECTIONS, timeout=COMMAND_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT, retry=Retry(NoBackoff(), 0), **common,
@@ -123,7 +134,7 @@ class RedisBroker(Broker):
         self._reconnector = Reconnector("redis", self._open, self._reconnected, self.supervisor)
 
     def _name(self, channel: str) -> bytes:
-        return self._channel_prefix + channel.encode()
+        return self._channel_prefix + channel.encode() + self._close_tag.encode()
 
     # ---- the subscriber connection ---------------------------------------------------
 
@@ -198,8 +209,9 @@ class RedisBroker(Broker):
     def _take(self, reply: object) -> None:
         if isinstance(reply, list):
             kind = reply[0]
-            if kind == b"message":
-                self._deliver(reply[1][len(self._channel_prefix):].decode(), reply[2])
+            if kind == self._commands[0]:
+                name = reply[1][len(self._channel_prefix):len(reply[1]) - self._channel_suffix]
+                self._deliver(name.decode(), reply[2])
             elif kind == b"pong":
                 self._pong()
             # subscribe/unsubscribe confirmations: the PING behind them says it all
@@ -222,31 +234,43 @@ class RedisBroker(Broker):
                 await conn.disconnect(nowait=True)  # the reader sees it and reports the loss
                 return
 
-    async def _round_trip(self, conn: AbstractConnection | None, *command: object) -> None:
-        """Send `command` (if any) and a PING on the subscriber connection; wait for the PONG.
+    async def _round_trip(self, conn: AbstractConnection | None,
+                          *commands: tuple[object, ...]) -> None:
+        """Send `commands` (if any) and a PING on the subscriber connection; wait for the PONG.
 
-        Redis answers in order, so the PONG means every reply to `command` is in.
+        Redis answers in order, so the PONG means every reply to `commands` is in.
         """
         if conn is None or conn is not self._sub or not conn.is_connected:
             raise BrokerError("redis: not connected")
         waiter = asyncio.get_running_loop().create_future()
         self._pongs.append(waiter)
-        commands = [command, ("PING",)] if command else [("PING",)]
         try:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            await conn.send_packed_command(conn.pack_commands([*commands, ("PING",)]),
+                                           check_health=False)
             await asyncio.wait_for(waiter, COMMAND_TIMEOUT)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise BrokerError(f"redis: {command[0] if command else 'PING'} failed: "
+            raise BrokerError(f"redis: {commands[0][0] if commands else 'PING'} failed: "
                               f"{exc or type(exc).__name__}") from exc
+
+    def _by_slot(self, command: str, channels: list[str]) -> list[tuple[object, ...]]:
+        """One command for all channels; on a cluster master one per hash slot, as
+        SSUBSCRIBE and SUNSUBSCRIBE take only channels of one slot."""
+        names = [self._name(channel) for channel in channels]
+        if not self.shard:
+            return [(command, *names)]
+        slots: dict[int, list[bytes]] = {}
+        for name in names:
+            slots.setdefault(key_slot(name), []).append(name)
+        return [(command, *group) for group in slots.values()]
 
     # ---- live delivery ---------------------------------------------------------------
 
     async def _subscribe_many(self, channels: list[str]) -> None:
-        await self._round_trip(self._sub, "SUBSCRIBE", *map(self._name, channels))
+        await self._round_trip(self._sub, *self._by_slot(self._commands[1], channels))
 
     async def _unsubscribe_many(self, channels: list[str]) -> None:
         if self._sub is not None:  # a lost connection has unsubscribed everything anyway
-            await self._round_trip(self._sub, "UNSUBSCRIBE", *map(self._name, channels))
+            await self._round_trip(self._sub, *self._by_slot(self._commands[2], channels))
 
     async def _publish(self, channel: str, payload: bytes) -> None:
         done = asyncio.get_running_loop().create_future()
@@ -265,7 +289,7 @@ class RedisBroker(Broker):
                 batch, self._outgoing = self._outgoing, []
                 pipe = self._client.pipeline(transaction=False)
                 for name, payload, _ in batch:
-                    pipe.publish(name, payload)
+                    pipe.execute_command(self._commands[3], name, payload)
                 try:
                     await pipe.execute()
                 except (RedisError, OSError) as exc:
@@ -282,7 +306,13 @@ class RedisBroker(Broker):
         return ":".join((self.prefix, *parts))
 
     def _presence_keys(self, channel: str) -> list[str]:
-        return [self._key("presence", channel), self._key("presence-info", channel)]
+        tagged = f"{self._open_tag}{channel}{self._close_tag}"
+        return [self._key("presence", tagged), self._key("presence-info", tagged)]
+
+    def _node_keys(self) -> list[str]:
+        return [self._key(f"{self._open_tag}nodes{self._close_tag}"),
+                self._key(f"{self._open_tag}nodes{self._close_tag}", "info")] if self.shard \
+            else [self._key("nodes"), self._key("node-info")]
 
     def _touch_args(self, pairs: list[tuple[str, bytes]]) -> list:
         keep = int(self.ttl * 2) + 1  # seconds the keys outlive their last refresh
@@ -294,11 +324,14 @@ class RedisBroker(Broker):
         except (RedisError, OSError) as exc:
             raise BrokerError(f"redis: {exc}") from exc
 
-    async def heartbeat(self, node: NodeInfo, presence: dict[str, list[ClientInfo]]) -> None:
+    async def heartbeat(self, node: NodeInfo | None,
+                        presence: dict[str, list[ClientInfo]]) -> None:
+        """As the contract says; `node` None refreshes only presence (a shard of many)."""
         pipe = self._client.pipeline(transaction=False)
-        await self._touch(keys=[self._key("nodes"), self._key("node-info")],
-                          args=self._touch_args([(node.name, orjson.dumps(node.to_dict()))]),
-                          client=pipe)
+        if node is not None:
+            await self._touch(keys=self._node_keys(),
+                              args=self._touch_args([(node.name, orjson.dumps(node.to_dict()))]),
+                              client=pipe)
         for channel, clients in presence.items():
             for start in range(0, len(clients), BATCH):
                 pairs = [(c.client, orjson.dumps(c.to_dict()))
@@ -333,7 +366,7 @@ class RedisBroker(Broker):
         return [ClientInfo.from_dict(orjson.loads(value)) for value in values]
 
     async def nodes(self) -> list[NodeInfo]:
-        values = await self._live([self._key("nodes"), self._key("node-info")])
+        values = await self._live(self._node_keys())
         return [NodeInfo.from_dict(orjson.loads(value)) for value in values]
 
 

@@ -1,4 +1,5 @@
-"""Stores, chosen by URL: `sqlite:///path/to/file.db` or `postgresql://user@host/db`."""
+"""Stores, chosen by URL: `sqlite:///path/to/file.db`, `postgresql://user@host/db` or
+`mysql://user@host/db` (MySQL 8, MariaDB 10.6+)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def open_store(url: str, *, group_commit: bool = True) -> Store:
         from tidings.store.postgres import PostgresStore
 
         return PostgresStore(url, group_commit=group_commit)
+    if scheme in ("mysql", "mariadb"):
+        from tidings.store.mysql import MySQLStore
+
+        return MySQLStore(url, group_commit=group_commit)
     raise ValueError(
-        f"unknown store URL scheme {scheme!r}: use sqlite:///file.db or postgresql://..."
+        f"unknown store URL scheme {scheme!r}: use sqlite:///file.db, postgresql://... or "
+        "mysql://..."
     )

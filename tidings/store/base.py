@@ -82,6 +82,21 @@ class AppendRequest:
     future: asyncio.Future
     queued: float = 0.0  # time.monotonic() when it was queued
 
+    @property
+    def expires(self) -> int | None:
+        """When the publication stops being served (ms), or None if only size trims it."""
+        ttl = self.retention.ttl
+        return self.time + int(ttl * 1000) if ttl else None
+
+    def stored(self, offset: int, epoch: str) -> Publication:
+        return Publication(self.channel, offset, epoch, self.data, self.time, self.source,
+                           self.sender)
+
+    def row(self, offset: int) -> tuple:
+        """The publications-table row: channel, offset, time, expires, data, source, sender."""
+        return (self.channel, offset, self.time, self.expires, self.data, self.source,
+                self.sender)
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)

@@ -236,13 +236,8 @@ class PostgresStore(Store):
                     channel, top, epoch = record["channel"], record["top"], record["epoch"]
                     indexes = by_channel[channel]
                     for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
-                        request = batch[index]
-                        ttl = request.retention.ttl
-                        expires = request.time + int(ttl * 1000) if ttl else None
-                        pubs[index] = Publication(channel, offset, epoch, request.data,
-                                                  request.time, request.source, request.sender)
-                        rows.append((channel, offset, request.time, expires, request.data,
-                                     request.source, request.sender))
+                        pubs[index] = batch[index].stored(offset, epoch)
+                        rows.append(batch[index].row(offset))
                     trims.append((channel, top - batch[indexes[-1]].retention.size))
                 await conn.copy_records_to_table(
                     "tidings_publications", records=rows, schema_name=self.schema,
