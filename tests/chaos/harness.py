@@ -25,7 +25,12 @@ from tests.chaos.checker import ACKED, REFUSED, UNKNOWN, Ledger
 from tests.cluster.conftest import PG, clean_broker, drop_schema
 from tests.cluster.conftest import broker_url as network_broker_url
 from tests.conftest import free_port, start_process
+from tests.store.test_store import MYSQL, mysql_execute
 from tidings.supervision import cancel_and_wait
+
+
+async def _drop_mysql_database(tag: str) -> None:
+    await mysql_execute(f"DROP DATABASE IF EXISTS `{tag}`")
 
 
 async def _nothing(tag: str) -> None:
@@ -47,11 +52,14 @@ BROKERS: dict[str, Backend] = {
                     lambda tag: clean_broker("amqp", tag)),
     "nats": Backend(lambda tag, port=None: network_broker_url("nats", tag, port),
                     lambda tag: clean_broker("nats", tag), "nats"),
+    "kafka": Backend(lambda tag, port=None: network_broker_url("kafka", tag, port),
+                     lambda tag: clean_broker("kafka", tag), "kafka"),
 }
 STORES: dict[str, Backend] = {
     "sqlite": Backend(lambda tag, tmp: f"sqlite:///{tmp}/chaos.db", _nothing),
     "postgresql": Backend(lambda tag, tmp: f"{PG}?schema={tag}&application_name={tag}",
                           drop_schema),
+    "mysql": Backend(lambda tag, tmp: f"{MYSQL}/{tag}", _drop_mysql_database),
 }
 
 NODE_SETTINGS = {

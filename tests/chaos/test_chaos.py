@@ -29,6 +29,7 @@ FAST = [  # (fault, broker, store): one of each fault, the brokers and stores sp
     (faults.pg_backends_terminated, "memory", "postgresql"),
     (faults.sqlite_locked, "memory", "sqlite"),
     (faults.slow_commits, "amqp", "postgresql"),
+    (faults.sigkill, "kafka", "mysql"),
 ]
 CHANNELS = ["room:chaos-a", "room:chaos-b"]
 

@@ -573,3 +573,11 @@ async def test_a_client_over_the_command_rate_is_paced_not_refused(make_server):
         refused = server.node.metrics.refused.labels("command_rate")._value.get()
         assert refused >= 10  # the frames past the burst were held back, then run
         await client.close()
+
+
+async def test_a_subscription_id_longer_than_255_characters_is_an_error(server):
+    client = await stomp_client(server.port)
+    await client.send("SUBSCRIBE", {"id": "s" * 256, "destination": "/topic/a", "receipt": "1"})
+    error = await client.frame("ERROR")
+    assert error.header("message") == "a subscription id is at most 255 characters"
+    assert await client.closed() == CloseCode.TOO_MANY_ERRORS

@@ -57,6 +57,9 @@ CLOSE_CODES = {
 }
 
 
+MAX_SUBSCRIPTION_ID = 255  # characters: acknowledged positions are stored under it
+
+
 class StompGateway:
     """What every STOMP connection of a node shares: MESSAGE frames and the ack writer."""
 
@@ -243,6 +246,9 @@ class StompConnection:
         sub_id = frame.header("id") or (destination if self.version == "1.0" else None)
         if sub_id is None:
             raise StompError("SUBSCRIBE needs an 'id' header", receipt)
+        if len(sub_id) > MAX_SUBSCRIPTION_ID:
+            raise StompError(f"a subscription id is at most {MAX_SUBSCRIPTION_ID} characters",
+                             receipt)
         ack = frame.header("ack", "auto")
         if ack not in ACK_MODES:
             raise StompError(f"ack must be one of {', '.join(ACK_MODES)}", receipt)

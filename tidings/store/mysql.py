@@ -41,14 +41,15 @@ from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncmy
+import orjson
 from asyncmy import errors
 
-from tidings.model import Publication, StreamPosition
+from tidings.model import AckPosition, Publication, StreamPosition
 from tidings.store.base import AppendRequest, Store, StoreError, now_ms
 
 log = logging.getLogger("tidings.store.mysql")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMMAND_TIMEOUT = 30  # seconds: a database that stops answering fails the call, not hangs
 CONNECT_TIMEOUT = 5
 LOCK_TIMEOUT = 60  # seconds a starting node waits for another's migration
@@ -77,6 +78,20 @@ MIGRATIONS = {
             sender TEXT CHARACTER SET utf8mb4 NULL,
             PRIMARY KEY (channel, `offset`),
             KEY tidings_publications_expires (expires)
+        ) ENGINE=InnoDB
+        """,
+    ],
+    2: [
+        """
+        CREATE TABLE tidings_ack_positions (
+            user VARCHAR(200) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            subscription VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            destination TEXT CHARACTER SET utf8mb4 NOT NULL,
+            `offset` BIGINT NOT NULL,
+            epoch VARCHAR(32) NOT NULL,
+            acked LONGTEXT NOT NULL,
+            updated BIGINT NOT NULL,
+            PRIMARY KEY (user, subscription)
         ) ENGINE=InnoDB
         """,
     ],
@@ -353,3 +368,43 @@ class MySQLStore(Store):
                     "ORDER BY `offset`", (channel, after, upto, now_ms()))
                 rows = await cur.fetchall()
         return self._pubs(rows, position.epoch)
+
+    # ---- acknowledged positions ------------------------------------------------------
+
+    async def load_ack_position(self, user: str, subscription: str) -> AckPosition | None:
+        with _failures("reading an acknowledged position"):
+            async with self._connection() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT destination, `offset`, epoch, acked FROM tidings_ack_positions "
+                    "WHERE user = %s AND subscription = %s", (user, subscription))
+                row = await cur.fetchone()
+        if row is None:
+            return None
+        destination, offset, epoch, acked = row
+        return AckPosition(destination, offset, epoch, tuple(orjson.loads(acked)))
+
+    async def save_ack_positions(
+        self, positions: dict[tuple[str, str], AckPosition | None]
+    ) -> None:
+        deleted = [key for key, position in positions.items() if position is None]
+        kept = [(user, sub, p.destination, p.offset, p.epoch, orjson.dumps(list(p.acked)).decode(),
+                 now_ms()) for (user, sub), p in positions.items() if p is not None]
+        with _failures("storing acknowledged positions"):
+            async with self._connection() as conn, conn.cursor() as cur:
+                await conn.begin()
+                try:
+                    if deleted:
+                        await cur.executemany(
+                            "DELETE FROM tidings_ack_positions WHERE user = %s "
+                            "AND subscription = %s", deleted)
+                    if kept:
+                        await cur.executemany(
+                            "INSERT INTO tidings_ack_positions (user, subscription, destination, "
+                            "`offset`, epoch, acked, updated) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                            "ON DUPLICATE KEY UPDATE destination = VALUES(destination), "
+                            "`offset` = VALUES(`offset`), epoch = VALUES(epoch), "
+                            "acked = VALUES(acked), updated = VALUES(updated)", kept)
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
