@@ -24,6 +24,8 @@ class ErrorCode(IntEnum):
     CANNOT_RECOVER = 110
     UNAVAILABLE = 111
     LIMIT_EXCEEDED = 112
+    # the message center (120-124)
+    NOT_IN_INBOX = 120
 
 
 class CloseCode(IntEnum):

@@ -24,17 +24,21 @@ from tidings.channels import Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode
 from tidings.hub import Hub
+from tidings.inbox import Inbox
+from tidings.ingest import Intake
 from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
+from tidings.readstate import InboxSpec
 from tidings.store import Retention, Store, open_store
-from tidings.store.base import now_ms
+from tidings.store.base import Duplicate, Idempotency, now_ms
 
 log = logging.getLogger("tidings.node")
 
 # Broker envelope kinds
 PUBLICATION, JOIN, LEAVE, DISCONNECT = "p", "j", "l", "d"
+USER_PUSH = "u"  # a push for every connection of one user (the inbox's counts)
 
 
 class Node:
@@ -67,6 +71,8 @@ class Node:
         })
         self._loops: list[asyncio.Task] = []
         self._tasks: set[asyncio.Task] = set()
+        self.inbox = Inbox(self.store, self.push_to_user)
+        self.intake = Intake(self, settings.message_center, self.metrics.registry)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -80,6 +86,7 @@ class Node:
             asyncio.create_task(self._every(30.0, self.store.expire)),
             asyncio.create_task(self._every(self._tick_interval, self._tick)),
         ]
+        await self.intake.start()
 
     async def drain(self) -> None:
         """Refuse new sessions, tell every client to reconnect elsewhere, wait for them to go.
@@ -97,6 +104,7 @@ class Node:
         """Drain (if not done yet), then close the broker and the store."""
         if not self.draining:
             await self.drain()
+        await self.intake.stop()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -158,13 +166,31 @@ class Node:
     # ---- publishing ------------------------------------------------------------------
 
     async def publish(self, channel: Channel, data: bytes, *, source: str | None = None,
-                      sender: str | None = None) -> Publication:
-        """Store (if the namespace keeps history) and deliver one publication cluster-wide."""
+                      sender: str | None = None,
+                      idempotency_key: str | None = None) -> Publication:
+        """Store (if the namespace keeps history) and deliver one publication cluster-wide.
+
+        A publication to a `user:` channel with a `source` is also a message in that user's
+        inbox. With `idempotency_key` (already scoped by the caller), a key used for this
+        channel within `idempotency_window` stores and delivers nothing: the publication
+        returned is the first one's place (channel, offset, epoch, time).
+        """
         started = time.perf_counter()
         if channel.options.stored:
+            center = self.settings.message_center
+            key = (Idempotency(idempotency_key, center.idempotency_window)
+                   if idempotency_key is not None else None)
+            inbox = None
+            if source is not None and channel.owner is not None:
+                kept = center.retention_of(source)
+                inbox = InboxSpec(channel.owner, kept.max_messages, kept.max_age)
             pub = await self.store.append(
-                channel.name, data, retention=_retention(channel), source=source, sender=sender
+                channel.name, data, retention=_retention(channel), source=source, sender=sender,
+                idempotency=key, inbox=inbox,
             )
+            if isinstance(pub, Duplicate):
+                return Publication(pub.channel, pub.offset, pub.epoch, data, pub.time, source,
+                                   sender)
         else:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
@@ -192,6 +218,18 @@ class Node:
         closed = self._disconnect_local(body)
         await self._to_broker(user_channel(user), DISCONNECT, body)
         return closed
+
+    async def push_to_user(self, user: str, kind: str, body: dict,
+                           skip_client: str | None = None) -> None:
+        """A push for every connection of `user` on every node, but `skip_client`."""
+        envelope = {"user": user, "kind": kind, "body": body, "skip": skip_client}
+        self._push_local(envelope)
+        await self._to_broker(user_channel(user), USER_PUSH, envelope)
+
+    def _push_local(self, envelope: dict) -> None:
+        for session in list(self.by_user.get(envelope["user"], ())):
+            if session.client != envelope.get("skip"):
+                session.push(envelope["kind"], envelope["body"])
 
     def _disconnect_local(self, body: dict) -> int:
         code = CloseCode.DISCONNECTED if body["reconnect"] else CloseCode.FORCE_DISCONNECTED
@@ -227,6 +265,8 @@ class Node:
                                        ClientInfo.from_dict(body))
             elif kind == DISCONNECT:
                 self._disconnect_local(body)
+            elif kind == USER_PUSH:
+                self._push_local(body)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("dropping a malformed broker message on %s: %s", channel, exc)
 
@@ -254,3 +294,5 @@ class SessionLike(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
     def tick(self, now: float) -> None: ...
+
+    def push(self, kind: str, body: dict) -> None: ...
