@@ -29,17 +29,18 @@ FIELD = b"notification"
 
 class StreamDelivery(Delivery):
     def __init__(self, source: "RedisStreamSource", client: redis.Redis, entry_id: bytes,
-                 fields: dict):
+                 fields: dict, acks: list[bytes]):
         self.body = fields.get(FIELD)
         self.where = f"{source.config.queue} entry {entry_id.decode()}"
         self.fields = fields
         self._source = source
         self._client = client
         self._id = entry_id
+        self._acks = acks
 
     async def ack(self) -> None:
-        config = self._source.config
-        await self._client.xack(config.queue, config.group, self._id)
+        """Acknowledged with the rest of its batch, in one XACK, once all are settled."""
+        self._acks.append(self._id)
 
     async def dead_letter(self, reason: str, detail: str) -> None:
         config = self._source.config
@@ -59,8 +60,10 @@ class RedisStreamSource(IngestSource):
 
     async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
         config = self.config
-        client = redis.Redis.from_url(config.url, socket_connect_timeout=2,
-                                      socket_timeout=10, retry_on_timeout=False)
+        pool = redis.BlockingConnectionPool.from_url(
+            config.url, max_connections=8, timeout=10, socket_connect_timeout=2,
+            socket_timeout=10)
+        client = redis.Redis(connection_pool=pool)
         try:
             try:
                 await client.xgroup_create(config.queue, config.group, id="0", mkstream=True)
@@ -91,9 +94,15 @@ class RedisStreamSource(IngestSource):
                                         count=config.max_in_flight, block=block)
         entries = [(entry_id, fields) for _, items in reply or () for entry_id, fields in items
                    if fields is not None]  # a pending entry trimmed away reads as None
-        await settle_all(handle, [StreamDelivery(self, client, entry_id, fields)
-                                  for entry_id, fields in entries])
+        await self._settle(client, handle, entries)
         return len(entries)
+
+    async def _settle(self, client: redis.Redis, handle: Handler, entries: list) -> None:
+        acks: list[bytes] = []
+        await settle_all(handle, [StreamDelivery(self, client, entry_id, fields, acks)
+                                  for entry_id, fields in entries])
+        if acks:
+            await client.xack(self.config.queue, self.config.group, *acks)
 
     async def _claim_abandoned(self, client: redis.Redis, handle: Handler) -> None:
         """Take over entries another consumer took and left unacknowledged for too long."""
@@ -104,8 +113,8 @@ class RedisStreamSource(IngestSource):
                 config.queue, config.group, self.node,
                 min_idle_time=int(config.redeliver_after * 1000), start_id=start,
                 count=config.max_in_flight)
-            await settle_all(handle, [StreamDelivery(self, client, entry_id, fields)
-                                      for entry_id, fields in entries if fields])
+            await self._settle(client, handle, [(entry_id, fields)
+                                                for entry_id, fields in entries if fields])
             start = next_start.decode() if isinstance(next_start, bytes) else next_start
             if start == "0-0":
                 return
