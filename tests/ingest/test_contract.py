@@ -167,3 +167,24 @@ async def test_a_consumer_whose_connection_drops_reconnects_and_resumes(system, 
         assert (await eve.push("pub", timeout=30))["data"] == {"title": "during"}
         (source,) = server.node.intake.sources
         assert source.reconnects >= 1 and source.connected
+
+
+async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu, make_server):
+    await private_tansu.start()
+    system = System("kafka", port=private_tansu.port)
+    await system.open()
+    try:
+        async with make_server(message_center=center(system)) as server:
+            eve = await server.client("eve")
+            await system.put(notification("before", {"user": "eve"}))
+            assert (await eve.push("pub", timeout=30))["data"] == {"title": "before"}
+            await private_tansu.stop()
+            await asyncio.sleep(1.0)
+            await private_tansu.start()  # empty again: memory storage
+            await system.close()
+            system = System("kafka", port=private_tansu.port, tag=system.tag)
+            await system.open()  # the topics again
+            await system.put(notification("after", {"user": "eve"}))
+            assert (await eve.push("pub", timeout=60))["data"] == {"title": "after"}
+    finally:
+        await system.close()

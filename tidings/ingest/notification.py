@@ -67,7 +67,11 @@ def parse_notification(body: bytes | None, *, max_bytes: int,
     if "data" not in raw:
         raise Poison(BAD_NOTIFICATION, "'data' is required")
     kind, recipients = _recipients(raw.get("to"), max_recipients)
-    return Notification(id, source, kind, recipients, orjson.dumps(raw["data"]))
+    try:
+        data = orjson.dumps(raw["data"])
+    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than 254 levels
+        raise Poison(BAD_NOTIFICATION, f"'data' cannot be stored: {exc}") from None
+    return Notification(id, source, kind, recipients, data)
 
 
 def _text(raw: dict, name: str, longest: int) -> str:
