@@ -49,7 +49,6 @@ class SourceCounts:
     total: int  # messages not archived
     unread: int
     unseen: int
-    newest: int = 0  # the highest offset among them
 
     def to_dict(self) -> dict:
         return {"total": self.total, "unread": self.unread, "unseen": self.unseen}
@@ -61,12 +60,14 @@ class InboxCounts:
 
     `version` grows with every read-state change of the user (not with new messages), so a
     client that gets two `inbox` pushes out of order keeps the higher one. `offset` is the
-    highest message offset the counts include: a client adds a `pub` with a source to its
+    highest offset of any message the user's inbox holds (archived ones included): the
+    counts include everything up to it, so a client adds a `pub` with a source to its
     counts only if its offset is higher.
     """
 
     sources: dict[str, SourceCounts]
     version: int
+    offset: int = 0
 
     @property
     def unread(self) -> int:
@@ -75,10 +76,6 @@ class InboxCounts:
     @property
     def unseen(self) -> int:
         return sum(c.unseen for c in self.sources.values())
-
-    @property
-    def offset(self) -> int:
-        return max((c.newest for c in self.sources.values()), default=0)
 
     def to_dict(self) -> dict:
         return {"unread": self.unread, "unseen": self.unseen, "version": self.version,

@@ -116,10 +116,11 @@ async def test_read_unread_seen_archive_change_exactly_what_they_name(store):
     changed, counts = await store.inbox_change("kim", ReadChange("seen", source="b"))
     assert changed == 3
     assert counts.sources["b"].to_dict() == {"total": 3, "unread": 3, "unseen": 0}
-    changed, counts = await store.inbox_change("kim", ReadChange("archive", offset=6))
+    changed, counts = await store.inbox_change("kim", ReadChange("archive", offset=8))
     assert counts.sources["b"].total == 2 and counts.unread == 4
+    assert counts.offset == 8  # archived, but still the newest message the counts cover
     _, page = await store.inbox_page("kim", "b", before=None, limit=10)
-    assert [m.offset for m in page] == [8, 7]
+    assert [m.offset for m in page] == [7, 6]
     changed, counts = await store.inbox_change("kim", ReadChange("read"))
     assert changed == 5 and counts.unread == 0 and counts.unseen == 0  # the archived one too
     with pytest.raises(NoSuchMessage):

@@ -158,7 +158,7 @@ INBOX_LIVE = "recipient = $1 AND is_archived = 0 AND (expires IS NULL OR expires
 INBOX_COLUMNS = '"offset", source, time, data, is_read, is_seen'
 COUNTS = f"""
 SELECT source, COUNT(*) AS total, COUNT(*) FILTER (WHERE is_read = 0) AS unread,
-       COUNT(*) FILTER (WHERE is_seen = 0) AS unseen, MAX("offset") AS newest
+       COUNT(*) FILTER (WHERE is_seen = 0) AS unseen
 FROM tidings_inbox WHERE {INBOX_LIVE} GROUP BY source
 """
 # `expires` is set from the accepting node's clock, so reads compare with the node's clock
@@ -387,9 +387,11 @@ class PostgresStore(Store):
         rows = await conn.fetch(COUNTS, user, now)
         version = await conn.fetchval(
             "SELECT version FROM tidings_inbox_users WHERE recipient = $1", user)
+        top = await conn.fetchval(
+            'SELECT MAX("offset") FROM tidings_inbox WHERE recipient = $1', user)
         return InboxCounts(
-            {r["source"]: SourceCounts(r["total"], r["unread"], r["unseen"], r["newest"])
-             for r in rows}, version or 0)
+            {r["source"]: SourceCounts(r["total"], r["unread"], r["unseen"])
+             for r in rows}, version or 0, top or 0)
 
     @staticmethod
     def _messages(rows) -> list[InboxMessage]:
@@ -426,7 +428,8 @@ class PostgresStore(Store):
                     user, now, source, before if before is not None else 2**63 - 1, limit,
                 )
         own = counts.sources.get(source)
-        return InboxCounts({source: own} if own else {}, counts.version), self._messages(rows)
+        return (InboxCounts({source: own} if own else {}, counts.version, counts.offset),
+                self._messages(rows))
 
     async def _inbox_change(self, user: str, change: ReadChange,
                             now: int) -> tuple[int, InboxCounts]:

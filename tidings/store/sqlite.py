@@ -290,15 +290,17 @@ class SQLiteStore(Store):
                      source: str | None = None) -> InboxCounts:
         only = " AND source = ?" if source is not None else ""
         rows = conn.execute(
-            "SELECT source, COUNT(*), SUM(is_read = 0), SUM(is_seen = 0), MAX(offset) "
+            "SELECT source, COUNT(*), SUM(is_read = 0), SUM(is_seen = 0) "
             f"FROM tidings_inbox WHERE {INBOX_LIVE}{only} GROUP BY source",
             (user, now) + ((source,) if source is not None else ()),
         ).fetchall()
         version = conn.execute(
             "SELECT version FROM tidings_inbox_users WHERE recipient = ?", (user,)
         ).fetchone()
+        (top,) = conn.execute("SELECT MAX(offset) FROM tidings_inbox WHERE recipient = ?",
+                              (user,)).fetchone()
         return InboxCounts({name: SourceCounts(*counts) for name, *counts in rows},
-                           version[0] if version else 0)
+                           version[0] if version else 0, top or 0)
 
     @staticmethod
     def _messages(rows) -> list[InboxMessage]:
