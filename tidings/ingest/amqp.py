@@ -20,6 +20,8 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
 
+SETUP_TIMEOUT = 10.0  # seconds for connecting and declaring
+
 
 class AmqpDelivery(Delivery):
     def __init__(self, message: AbstractIncomingMessage, dead_letters: AbstractExchange,
@@ -50,21 +52,29 @@ class AmqpDelivery(Delivery):
 
 
 class AmqpSource(IngestSource):
+    async def _declare(self, connection: aio_pika.abc.AbstractConnection):
+        """The channel, the dead-letter exchange (with its queue) and the source queue."""
+        config = self.config
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=config.max_in_flight)
+        dead = config.dead_letter_name
+        exchange = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT,
+                                                  durable=True)
+        dead_queue = await channel.declare_queue(dead, durable=True)
+        await dead_queue.bind(exchange)
+        queue = await channel.declare_queue(
+            config.queue, durable=True, arguments={"x-dead-letter-exchange": dead})
+        return channel, exchange, queue
+
     async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
         config = self.config
         connection = await aio_pika.connect(
             config.url, timeout=5,
             client_properties={"connection_name": f"tidings-{self.node}-ingest-{self.name}"})
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            await channel.set_qos(prefetch_count=config.max_in_flight)
-            dead = config.dead_letter_name
-            exchange = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT,
-                                                      durable=True)
-            dead_queue = await channel.declare_queue(dead, durable=True)
-            await dead_queue.bind(exchange)
-            queue = await channel.declare_queue(
-                config.queue, durable=True, arguments={"x-dead-letter-exchange": dead})
+            # a declaration RabbitMQ never answers must not hang the source: reconnect
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                channel, exchange, queue = await self._declare(connection)
             tasks: set[asyncio.Task] = set()
             closed = asyncio.get_running_loop().create_future()
 

@@ -13,6 +13,7 @@ JetStream, then acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
@@ -78,7 +79,7 @@ class JetStreamSource(IngestSource):
                     raise ConnectionError("connection to NATS lost")
                 try:
                     msgs = await sub.fetch(config.max_in_flight, timeout=1)
-                except NatsTimeout:
+                except (NatsTimeout, asyncio.TimeoutError):  # nothing waiting this second
                     continue
                 await settle_all(handle, [JetStreamDelivery(m, js, dead, self.name)
                                           for m in msgs])

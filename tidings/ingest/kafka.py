@@ -62,6 +62,7 @@ class KafkaSource(IngestSource):
             client_id=f"tidings-{self.node}", enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=config.max_in_flight,
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+            metadata_max_age_ms=5_000,  # a topic created after the start is seen within 5 s
         )
         producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all",
                                     client_id=f"tidings-{self.node}-dead-letter")
