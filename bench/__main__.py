@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
-SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "stack", "cluster"]
+SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "ingest", "stack", "cluster"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -91,6 +91,8 @@ def main(argv: list[str]) -> int:
         runner.durable()
     if "recovery" in only and "tidings" in targets:
         runner.recovery()
+    if "ingest" in only and "tidings" in targets:
+        runner.ingest()
     if "stack" in only and "stack" in profile:
         runner.stack()
     if "cluster" in only and "cluster" in profile:

@@ -23,6 +23,7 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 20, "per_publisher": {"group": 10, "single": 5},
                     "stores": ["sqlite"]},
         "recovery": [100],
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 300},
     },
     "quick": {  # a few minutes: the default
         "repeat": 3, "deadline": 60, "round_seconds": 1.0,
@@ -36,6 +37,8 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 100, "per_publisher": {"group": 100, "single": 10},
                     "stores": ["sqlite", "postgresql"]},
         "recovery": [100, 10_000],
+        # the full count: 10,000 notifications to 100 users, per queue system
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
     },
     "full": {
         "repeat": 3, "deadline": 120, "round_seconds": 3.0,
@@ -47,6 +50,7 @@ PROFILES: dict[str, dict] = {
         "durable": {"publishers": 100, "per_publisher": {"group": 300, "single": 30},
                     "stores": ["sqlite", "postgresql"]},
         "recovery": [100, 10_000],
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},

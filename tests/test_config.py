@@ -216,3 +216,24 @@ def test_empty_secrets_are_refused():
     for name in ("jwt_secret", "api_key"):
         with pytest.raises(ConfigError, match=name):
             load_settings(**{name: ""})
+
+
+def test_message_center_settings_from_the_environment_and_bad_ingest_urls(monkeypatch):
+    from tidings.config import ConfigError, load_settings
+
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST",
+                       '{"orders":{"url":"kafka://127.0.0.1:9092","queue":"order-events"}}')
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__SOURCES__BILLING__MAX_AGE", "60")
+    center = load_settings(None).message_center
+    orders = center.ingest["orders"]
+    assert (orders.kind, orders.group, orders.max_in_flight) == ("kafka", "tidings", 256)
+    assert orders.dead_letter_name == "order-events.dead-letter"
+    assert center.retention_of("billing").max_age == 60
+    assert center.retention_of("other").max_messages == 1000
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST", '{"x":{"url":"ftp://h","queue":"q"}}')
+    with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
+        load_settings(None)
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST",
+                       '{"x":{"url":"redis://h","queue":"q","max_in_flight":0}}')
+    with pytest.raises(ConfigError, match="max_in_flight"):
+        load_settings(None)

@@ -267,7 +267,8 @@ class Session:
     async def _publish(self, channel: Channel, data: bytes, source: str | None,
                        idempotency_key: str | None = None) -> dict:
         # a client's keys are its user's own: another user's identical key is another key
-        key = f"user:{self.user}:{idempotency_key}" if idempotency_key is not None else None
+        # (user ids hold no space, so the first space ends the user id)
+        key = f"user:{self.user} {idempotency_key}" if idempotency_key is not None else None
         try:
             pub = await self.node.publish(channel, data, source=source, sender=self.user,
                                           idempotency_key=key)

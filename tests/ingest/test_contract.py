@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import time
 import uuid
 
@@ -188,3 +189,39 @@ async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu,
             assert (await eve.push("pub", timeout=60))["data"] == {"title": "after"}
     finally:
         await system.close()
+
+
+@pytest.mark.parametrize("system", ["amqp", "redis", "nats"], indirect=True)
+async def test_a_stalled_store_holds_at_most_max_in_flight_messages_unacknowledged(
+        system, make_server):
+    """Backpressure: with the store stalled, the consumer takes no more than its window."""
+    schema = f"t{uuid.uuid4().hex[:10]}"
+    db = await asyncpg.connect(PG)
+    try:
+        async with make_server(store=f"{PG}?schema={schema}",
+                               message_center=center(system, max_in_flight=5)) as server:
+            await server.node.inbox.view("fox", limit=1)  # the schema exists now
+            async with db.transaction():
+                await db.execute(f"LOCK TABLE {schema}.tidings_inbox IN ACCESS EXCLUSIVE MODE")
+                await system.put_many([notification(f"s{n}", {"user": "fox"}) for n in range(40)])
+                await asyncio.sleep(2.0)
+                assert await _taken(system) <= 5
+            await settled(server, 40)
+            assert (await inbox(server, "fox"))["sources"]["billing"]["total"] == 40
+    finally:
+        await db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await db.close()
+
+
+async def _taken(system: System) -> int:
+    """Messages handed to a consumer and not acknowledged yet."""
+    if system.kind == "redis":
+        return (await system._redis.xpending(system.queue, f"{system.tag}-group"))["pending"]
+    if system.kind == "nats":
+        info = await system._js.consumer_info(system.tag, f"{system.tag}-group")
+        return info.num_ack_pending
+    listing = await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    return next(int(line.split("\t")[1]) for line in listing.splitlines()
+                if line.split("\t")[0] == system.queue)

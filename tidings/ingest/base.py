@@ -26,6 +26,8 @@ from tidings.config import IngestSource as SourceConfig
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
 RETRY_DELAY = 0.5  # before a delivery the store could not take is offered again
+PULLERS = 2  # batch-pulling sources keep two half-size batches going: one is being stored
+# while the next is fetched and parsed, so neither the store nor the loop waits for the other
 
 log = logging.getLogger("tidings.ingest")
 
@@ -102,6 +104,11 @@ class IngestSource(ABC):
 
         Hands every message to `handle` and keeps at most `max_in_flight` unsettled.
         """
+
+
+def batch_size(max_in_flight: int) -> int:
+    """Each of PULLERS batches: together never more than `max_in_flight` unsettled."""
+    return max(1, max_in_flight // PULLERS)
 
 
 async def settle_all(handle: Handler, deliveries: list[Delivery]) -> None:

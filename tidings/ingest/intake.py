@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Protocol
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from tidings.broker.base import BrokerError
@@ -78,12 +79,16 @@ class Intake:
             await delivery.dead_letter(poison.reason, poison.detail)
             self.dead.labels(source.name, poison.reason).inc()
             return
-        key = f"ingest:{note.source}:{note.id}"
+        key = "ingest:" + orjson.dumps([note.source, note.id]).decode()  # unambiguous pair
         try:
-            # one group commit takes every recipient (and other deliveries in flight)
-            await asyncio.gather(*(
-                self.node.publish(channel, note.data, source=note.source, idempotency_key=key)
-                for channel in channels))
+            if len(channels) == 1:  # the common case: no task of its own
+                await self.node.publish(channels[0], note.data, source=note.source,
+                                        idempotency_key=key)
+            else:  # one group commit takes every recipient (and other deliveries in flight)
+                await asyncio.gather(*(
+                    self.node.publish(channel, note.data, source=note.source,
+                                      idempotency_key=key)
+                    for channel in channels))
         except (StoreError, BrokerError) as exc:
             log.warning("ingest %s: %s not stored (%s); the queue will offer it again",
                         source.name, delivery.where, exc)

@@ -2,8 +2,8 @@
 
 The stream (`stream`, default made from the subject) is created with the subject if it
 does not exist; so is a stream for the dead-letter subject unless one already captures it.
-Every node pulls from the same durable consumer `group`, at most `max_in_flight` messages
-at a time (and the consumer's `max_ack_pending` is that times eight, for all nodes
+Every node pulls from the same durable consumer `group`, in two concurrent batches of half
+`max_in_flight` messages each (and the consumer's `max_ack_pending` is that times eight, for all nodes
 together). A message is acknowledged after the store commit; one the store could not take
 is negatively acknowledged with a delay; one taken by a node that died is redelivered by
 JetStream after `redeliver_after` seconds (the consumer's ack wait). Poison is published
@@ -24,7 +24,15 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource, settle_all
+from tidings.ingest.base import (
+    PULLERS,
+    RETRY_DELAY,
+    Delivery,
+    Handler,
+    IngestSource,
+    batch_size,
+    settle_all,
+)
 
 
 def stream_name(subject: str) -> str:
@@ -74,15 +82,19 @@ class JetStreamSource(IngestSource):
                                       ack_wait=config.redeliver_after,
                                       max_ack_pending=config.max_in_flight * 8))
             connected()
-            while True:
-                if not nc.is_connected:
-                    raise ConnectionError("connection to NATS lost")
-                try:
-                    msgs = await sub.fetch(config.max_in_flight, timeout=1)
-                except (NatsTimeout, asyncio.TimeoutError):  # nothing waiting this second
-                    continue
-                await settle_all(handle, [JetStreamDelivery(m, js, dead, self.name)
-                                          for m in msgs])
+
+            async def pull() -> None:
+                while True:
+                    if not nc.is_connected:
+                        raise ConnectionError("connection to NATS lost")
+                    try:
+                        msgs = await sub.fetch(batch_size(config.max_in_flight), timeout=1)
+                    except (NatsTimeout, asyncio.TimeoutError):  # nothing waiting this second
+                        continue
+                    await settle_all(handle, [JetStreamDelivery(m, js, dead, self.name)
+                                              for m in msgs])
+
+            await asyncio.gather(*(pull() for _ in range(PULLERS)))
         finally:
             await nc.close()
 

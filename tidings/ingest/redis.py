@@ -1,7 +1,7 @@
 """Redis Streams ingest: a stream read through a consumer group, XACK after the store commit.
 
 Every node reads the stream as consumer `<node name>` of the group `group` (created, with
-the stream, if missing), at most `max_in_flight` entries at a time. The notification is
+the stream, if missing), in two concurrent batches of half `max_in_flight` entries each. The notification is
 the entry's `notification` field. An entry stays pending until it is acknowledged, so:
 
 - a node restarted under the same name first reads its own pending entries again;
@@ -22,7 +22,15 @@ from collections.abc import Callable
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
-from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource, settle_all
+from tidings.ingest.base import (
+    PULLERS,
+    RETRY_DELAY,
+    Delivery,
+    Handler,
+    IngestSource,
+    batch_size,
+    settle_all,
+)
 
 FIELD = b"notification"
 
@@ -71,27 +79,32 @@ class RedisStreamSource(IngestSource):
                 if "BUSYGROUP" not in str(exc):
                     raise
             connected()
-            claimed_at = 0.0
             self.retry_pending = True
-            while True:
-                if time.monotonic() - claimed_at > config.redeliver_after / 2:
-                    claimed_at = time.monotonic()
-                    await self._claim_abandoned(client, handle)
-                if self.retry_pending:
-                    self.retry_pending = False
-                    if await self._read(client, handle, "0"):
-                        await asyncio.sleep(RETRY_DELAY if self.retry_pending else 0)
-                        continue
-                await self._read(client, handle, ">", block=1000)
+            await asyncio.gather(self._pull(client, handle, keeper=True),
+                                 *(self._pull(client, handle) for _ in range(PULLERS - 1)))
         finally:
             await client.aclose()
+
+    async def _pull(self, client: redis.Redis, handle: Handler, keeper: bool = False) -> None:
+        """Read and settle batches; the keeper also rereads pending and claims abandoned ones."""
+        claimed_at = 0.0
+        while True:
+            if keeper and time.monotonic() - claimed_at > self.config.redeliver_after / 2:
+                claimed_at = time.monotonic()
+                await self._claim_abandoned(client, handle)
+            if keeper and self.retry_pending:
+                self.retry_pending = False
+                if await self._read(client, handle, "0"):
+                    await asyncio.sleep(RETRY_DELAY if self.retry_pending else 0)
+                    continue
+            await self._read(client, handle, ">", block=1000)
 
     async def _read(self, client: redis.Redis, handle: Handler, start: str,
                     block: int | None = None) -> int:
         """Read a batch (new entries with ">", own pending ones with "0") and settle it."""
         config = self.config
         reply = await client.xreadgroup(config.group, self.node, {config.queue: start},
-                                        count=config.max_in_flight, block=block)
+                                        count=batch_size(config.max_in_flight), block=block)
         entries = [(entry_id, fields) for _, items in reply or () for entry_id, fields in items
                    if fields is not None]  # a pending entry trimmed away reads as None
         await self._settle(client, handle, entries)
@@ -112,7 +125,7 @@ class RedisStreamSource(IngestSource):
             next_start, entries, *_ = await client.xautoclaim(
                 config.queue, config.group, self.node,
                 min_idle_time=int(config.redeliver_after * 1000), start_id=start,
-                count=config.max_in_flight)
+                count=batch_size(config.max_in_flight))
             await self._settle(client, handle, [(entry_id, fields)
                                                 for entry_id, fields in entries if fields])
             start = next_start.decode() if isinstance(next_start, bytes) else next_start
