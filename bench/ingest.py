@@ -268,6 +268,7 @@ def tidings_round(system: str, count: int, deadline: float, store_dir: str) -> d
     # first the reader's inbox (20 sources, 1,000 unread) and the store's epoch
     with Server("tidings", store) as server:
         epoch = asyncio.run(_prefill_reader(server.url))
+        idle = asyncio.run(_inbox_idle(server.url, 200))
     asyncio.run(queue.fill(notifications(count, queue.name)))
     env = {**store, "TIDINGS_MESSAGE_CENTER__INGEST": orjson.dumps(
         {"bench": queue.source()}).decode()}
@@ -277,7 +278,7 @@ def tidings_round(system: str, count: int, deadline: float, store_dir: str) -> d
             figures = asyncio.run(_ingest(server.url, count, epoch, deadline))
             figures["server_cpu_seconds"] = server.cpu_seconds() - started_cpu
             figures["dead_letters"] = _metric(server.url, "tidings_dead_letters_total")
-        return figures
+        return {**figures, **idle}
     finally:
         asyncio.run(queue.remove())
 
@@ -301,6 +302,35 @@ async def _prefill_reader(url: str) -> str:
 
         sent = await asyncio.gather(*(send(n) for n in range(READER_UNREAD)))
         return sent[0]["epoch"]
+
+
+async def _inbox_calls(ws, latencies: list[float], stop: asyncio.Event | None,
+                       count: int = 0) -> None:
+    """`inbox` calls one after another until `stop` is set (or `count` were made)."""
+    n = 1
+    while (stop is None and n <= count) or (stop is not None and not stop.is_set()):
+        n += 1
+        started = time.perf_counter()
+        await ws.send_json({"id": n, "inbox": {}})
+        while True:  # skip pushes; wait for this reply
+            frame = orjson.loads((await ws.receive(timeout=30)).data)
+            if frame.get("id") == n:
+                break
+        latencies.append(time.perf_counter() - started)
+        body = frame["inbox"]
+        assert len(body["sources"]) == READER_SOURCES and body["unread"] == READER_UNREAD
+
+
+async def _inbox_idle(url: str, count: int) -> dict:
+    """The same `inbox` on the same node with nothing else going on: the reference."""
+    latencies: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{url.replace('http', 'ws')}/ws", max_msg_size=0) as ws:
+            await ws.send_json({"id": 1, "connect": {"user": READER}})
+            await ws.receive()
+            await _inbox_calls(ws, latencies, None, count)
+    return {"idle_inbox_p50_ms": percentile(latencies, 0.5) * 1000,
+            "idle_inbox_p99_ms": percentile(latencies, 0.99) * 1000}
 
 
 async def _ingest(url: str, count: int, epoch: str, deadline: float) -> dict:
@@ -333,18 +363,7 @@ async def _ingest(url: str, count: int, epoch: str, deadline: float) -> dict:
             async with http.ws_connect(f"{url.replace('http', 'ws')}/ws", max_msg_size=0) as ws:
                 await ws.send_json({"id": 1, "connect": {"user": READER}})
                 await ws.receive()
-                n = 1
-                while not done.is_set():
-                    n += 1
-                    started = time.perf_counter()
-                    await ws.send_json({"id": n, "inbox": {}})
-                    while True:  # skip pushes; wait for this reply
-                        frame = orjson.loads((await ws.receive(timeout=30)).data)
-                        if frame.get("id") == n:
-                            break
-                    latencies.append(time.perf_counter() - started)
-                    sources = frame["inbox"]["sources"]
-                    assert len(sources) == READER_SOURCES and frame["inbox"]["unread"] == READER_UNREAD
+                await _inbox_calls(ws, latencies, done)
 
         tasks = [asyncio.create_task(recipient(f"u{n}")) for n in range(USERS)]
         reading = asyncio.create_task(reader())

@@ -87,7 +87,9 @@ def _extra(scenario: str, runs: list[dict]) -> str:
     if "inbox_p99_ms" in runs[0]:
         parts.append(f"inbox (20 sources, 1,000 unread) p50 {median_of(runs, 'inbox_p50_ms'):.1f} ms, "
                      f"p99 {median_of(runs, 'inbox_p99_ms'):.1f} ms over "
-                     f"{min(r['inbox_requests'] for r in runs):,}+ requests while ingesting")
+                     f"{min(r['inbox_requests'] for r in runs):,}+ requests while ingesting "
+                     f"(idle: p50 {median_of(runs, 'idle_inbox_p50_ms'):.1f} ms, "
+                     f"p99 {median_of(runs, 'idle_inbox_p99_ms'):.1f} ms)")
     if "connections_per_s" in runs[0]:
         parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
     if scenario == "recovery":
