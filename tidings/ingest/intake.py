@@ -81,14 +81,13 @@ class Intake:
             return
         key = "ingest:" + orjson.dumps([note.source, note.id]).decode()  # unambiguous pair
         try:
-            if len(channels) == 1:  # the common case: no task of its own
-                await self.node.publish(channels[0], note.data, source=note.source,
-                                        idempotency_key=key)
-            else:  # one group commit takes every recipient (and other deliveries in flight)
-                await asyncio.gather(*(
-                    self.node.publish(channel, note.data, source=note.source,
-                                      idempotency_key=key)
-                    for channel in channels))
+            # Shielded: a source that stops or loses its connection cancels this task, and a
+            # publish cut between its commit and its delivery would be stored yet never
+            # delivered live (its redelivery is a repeat, which delivers nothing).
+            # One group commit takes every recipient (and other deliveries in flight).
+            await asyncio.shield(asyncio.gather(*(
+                self.node.publish(channel, note.data, source=note.source, idempotency_key=key)
+                for channel in channels)))
         except (StoreError, BrokerError) as exc:
             log.warning("ingest %s: %s not stored (%s); the queue will offer it again",
                         source.name, delivery.where, exc)

@@ -103,6 +103,8 @@ MIGRATIONS = {
         PRIMARY KEY (recipient, "offset")
     );
     CREATE INDEX tidings_inbox_source ON tidings_inbox (recipient, source, "offset");
+    CREATE INDEX tidings_inbox_counts
+        ON tidings_inbox (recipient, is_archived, source, is_read, is_seen, expires);
     CREATE INDEX tidings_inbox_expires ON tidings_inbox (expires) WHERE expires IS NOT NULL;
     CREATE TABLE tidings_inbox_users (
         recipient TEXT PRIMARY KEY,
@@ -404,12 +406,12 @@ class PostgresStore(Store):
                 isolation="repeatable_read", readonly=True
             ):
                 counts = await self._counts_on(conn, user, now)
+                # each source's newest, walking its index backwards (one round trip)
                 rows = await conn.fetch(
-                    f"SELECT {INBOX_COLUMNS} FROM (SELECT {INBOX_COLUMNS}, ROW_NUMBER() OVER "
-                    '(PARTITION BY source ORDER BY "offset" DESC) AS n '
-                    f"FROM tidings_inbox WHERE {INBOX_LIVE}) ranked WHERE n <= $3 "
-                    'ORDER BY source, "offset" DESC',
-                    user, now, limit,
+                    f"SELECT m.* FROM unnest($3::text[]) AS s(name) CROSS JOIN LATERAL "
+                    f"(SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                    'AND source = s.name ORDER BY "offset" DESC LIMIT $4) m',
+                    user, now, list(counts.sources), limit,
                 )
         messages: dict[str, list[InboxMessage]] = {}
         for message in self._messages(rows):
