@@ -165,9 +165,15 @@ def goals(results: dict) -> list[str]:
             out.append(f"- Ingest {point}, queue → durable → delivered: Tidings = "
                        f"**{ratio:.2f}x** the bare {system} consumer (goal ≥ 0.5x): "
                        f"{verdict(ratio >= 0.5)}")
-            p99 = median_of(mine, "inbox_p99_ms")
+            sampled = [run for run in mine if run["inbox_requests"]]
+            if not sampled:
+                out.append(f"- `inbox` while ingesting from {system}: not measured (the "
+                           "ingest was over before the reader's first request)")
+                continue
+            p99 = median_of(sampled, "inbox_p99_ms")
             out.append(f"- `inbox` with 20 sources and 1,000 unread while ingesting from "
-                       f"{system}: p99 **{p99:.1f} ms** (goal < 20 ms): {verdict(p99 < 20)}")
+                       f"{system}: p99 **{p99:.1f} ms** (goal < 20 ms; the idle node: "
+                       f"{median_of(sampled, 'idle_inbox_p99_ms'):.1f} ms): {verdict(p99 < 20)}")
     return out
 
 
