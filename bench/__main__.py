@@ -20,8 +20,8 @@ from pathlib import Path
 from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
-SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "stomp", "stack", "cluster",
-             "shards"]
+SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "ingest", "stomp", "stack",
+             "cluster", "shards"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -97,6 +97,8 @@ def main(argv: list[str]) -> int:
         runner.recovery()
     if "stomp" in only and "stomp" in profile:
         runner.stomp()
+    if "ingest" in only and "tidings" in targets:
+        runner.ingest()
     if "stack" in only and "stack" in profile:
         runner.stack()
     if "cluster" in only and "cluster" in profile:

@@ -25,6 +25,7 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite"]},
         "recovery": [100],
         "stomp": {"targets": ["tidings", "tidings-stomp"], "points": [(50, 50)]},
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 300},
     },
     "quick": {  # a few minutes: the default
         "repeat": 3, "deadline": 60, "round_seconds": 1.0,
@@ -39,6 +40,8 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 1000), (10_000, 100)]},
+        # the full count: 10,000 notifications to 100 users, per queue system
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
     },
     "full": {
         "repeat": 3, "deadline": 120, "round_seconds": 3.0,
@@ -51,6 +54,7 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 3000), (10_000, 300)]},
+        "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},

@@ -24,6 +24,7 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "cluster direct": ("messages_per_s", "messages/s", True),
     "shards fan-out": ("deliveries_per_s", "deliveries/s", True),
     "shards direct": ("messages_per_s", "messages/s", True),
+    "ingest": ("notifications_per_s", "notifications/s", True),
 }
 GENERATOR_SATURATED = 0.9  # one agent process used 90% of a core
 MACHINE_FULL = 0.95  # both cores 95% busy
@@ -55,15 +56,21 @@ def _flags(runs: list[dict]) -> list[str]:
     busy = max(run.get("machine_busy", 0) for run in runs)
     if busy > MACHINE_FULL:
         out.append(f"machine full ({busy:.0%})")
-    short = [run for run in runs if "expected" in run
-             and run.get("deliveries", run.get("messages", run.get("acknowledged"))) != run["expected"]]
+    short = [run for run in runs if "expected" in run and _got(run) != run["expected"]]
     if short:
-        got = short[0].get("deliveries", short[0].get("messages", short[0].get("acknowledged")))
+        got = _got(short[0])
         out.append(f"**incomplete: {got:,} of {short[0]['expected']:,} in a round**")
     dropped = max(run.get("dropped_connections", 0) for run in runs)
     if dropped:
         out.append(f"**{dropped} connections dropped**")
     return out
+
+
+def _got(run: dict) -> int:
+    for key in ("deliveries", "messages", "acknowledged", "notifications"):
+        if key in run:
+            return run[key]
+    return 0
 
 
 def _extra(scenario: str, runs: list[dict]) -> str:
@@ -82,6 +89,12 @@ def _extra(scenario: str, runs: list[dict]) -> str:
                   f"p99.9 {median_of(runs, 'p999_ms'):.1f} ms"]
     if "server_cpu_per_100k" in runs[0]:
         parts.append(f"server {median_of(runs, 'server_cpu_per_100k'):.2f} CPU s/100k")
+    if "inbox_p99_ms" in runs[0]:
+        parts.append(f"inbox (20 sources, 1,000 unread) p50 {median_of(runs, 'inbox_p50_ms'):.1f} ms, "
+                     f"p99 {median_of(runs, 'inbox_p99_ms'):.1f} ms over "
+                     f"{min(r['inbox_requests'] for r in runs):,}+ requests while ingesting "
+                     f"(idle: p50 {median_of(runs, 'idle_inbox_p50_ms'):.1f} ms, "
+                     f"p99 {median_of(runs, 'idle_inbox_p99_ms'):.1f} ms)")
     if "connections_per_s" in runs[0]:
         parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
     if scenario == "recovery":
@@ -163,6 +176,25 @@ def goals(results: dict) -> list[str]:
             p99 = median_of(targets["tidings"], "p99_ms")
             out.append(f"- p99 latency, {point} ({targets['tidings'][0]['rate']:,.0f}/s): "
                        f"**{p99:.1f} ms** (goal < 50 ms): {verdict(p99 < 50)}")
+    for point, targets in s.get("ingest", {}).items():
+        system = point.split(",")[0]
+        bare = targets.get(f"bare {system} consumer")
+        mine = targets.get("tidings")
+        if bare and mine:
+            ratio = (median_of(mine, "notifications_per_s")
+                     / median_of(bare, "notifications_per_s"))
+            out.append(f"- Ingest {point}, queue → durable → delivered: Tidings = "
+                       f"**{ratio:.2f}x** the bare {system} consumer (goal ≥ 0.5x): "
+                       f"{verdict(ratio >= 0.5)}")
+            sampled = [run for run in mine if run["inbox_requests"]]
+            if not sampled:
+                out.append(f"- `inbox` while ingesting from {system}: not measured (the "
+                           "ingest was over before the reader's first request)")
+                continue
+            p99 = median_of(sampled, "inbox_p99_ms")
+            out.append(f"- `inbox` with 20 sources and 1,000 unread while ingesting from "
+                       f"{system}: p99 **{p99:.1f} ms** (goal < 20 ms; the idle node: "
+                       f"{median_of(sampled, 'idle_inbox_p99_ms'):.1f} ms): {verdict(p99 < 20)}")
     return out
 
 
@@ -199,7 +231,8 @@ def problems(results: dict) -> list[str]:
                 if not target.startswith("tidings"):
                     continue
                 for run in runs:
-                    got = run.get("deliveries", run.get("messages", run.get("acknowledged")))
+                    got = run.get("deliveries", run.get("messages", run.get(
+                        "acknowledged", run.get("notifications"))))
                     if "expected" in run and got != run["expected"]:
                         found.append(f"{scenario} {point}: Tidings got {got} of {run['expected']}")
                     if run.get("dropped_connections"):

@@ -9,7 +9,9 @@ status say so.
 from __future__ import annotations
 
 import resource
+import shutil
 import statistics
+import tempfile
 import time
 import traceback
 import uuid
@@ -214,6 +216,29 @@ class Runner:
             self.profile = {**self.profile, "fanout": saved}
         self.idle([t for t in spec["targets"] if not t.endswith("-naive")], [spec["idle"]],
                   scenario="stack idle")
+
+    def ingest(self) -> None:
+        """Per queue system: the bare consumer's drain rate, then Tidings' end to end."""
+        from bench import ingest
+
+        spec = self.profile["ingest"]
+        for system in spec["systems"]:
+            point = f"{system}, {spec['notifications']:,} notifications"
+            self.guarded(f"ingest {system} bare", lambda: self.record(
+                "ingest", point, f"bare {system} consumer", [
+                    ingest.bare_round(system, spec["notifications"], self.deadline)
+                    for _ in range(self.repeat)]))
+
+            def tidings() -> None:
+                store_dir = tempfile.mkdtemp(prefix="tidings-bench-ingest-")
+                try:
+                    self.record("ingest", point, "tidings", [
+                        ingest.tidings_round(system, spec["notifications"], self.deadline,
+                                             store_dir) for _ in range(self.repeat)])
+                finally:
+                    shutil.rmtree(store_dir, ignore_errors=True)
+
+            self.guarded(f"ingest {system} tidings", tidings)
 
     # ---- cluster ---------------------------------------------------------------------
 

@@ -94,9 +94,9 @@ tansu_binary() {
 }
 
 start_tansu() {
-  port_open 9092 && return 0
   local bin
-  bin=$(tansu_binary)
+  bin=$(tansu_binary)  # installed even when one runs: the ingest tests start private ones
+  port_open 9092 && return 0
   nohup "$bin" broker --listener-url tcp://127.0.0.1:9092 \
     --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
     >"$TANSU_LOG" 2>&1 &

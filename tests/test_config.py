@@ -229,6 +229,8 @@ def test_voice_limits_come_from_nested_variables(monkeypatch):
 def test_a_binary_namespace_that_keeps_history_is_refused():
     with pytest.raises(ConfigError, match="binary needs history_size = 0"):
         load_settings(None, namespaces={"talk": {"binary": True}})
+
+
 # ---- security ---------------------------------------------------------------------------
 
 
@@ -282,3 +284,22 @@ def test_a_connect_hook_counts_as_auth():
 def test_security_settings_that_cannot_work_are_errors(overrides, problem):
     with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
         load_settings(**overrides)
+def test_message_center_settings_from_the_environment_and_bad_ingest_urls(monkeypatch):
+    from tidings.config import ConfigError, load_settings
+
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST",
+                       '{"orders":{"url":"kafka://127.0.0.1:9092","queue":"order-events"}}')
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__SOURCES__BILLING__MAX_AGE", "60")
+    center = load_settings(None).message_center
+    orders = center.ingest["orders"]
+    assert (orders.kind, orders.group, orders.max_in_flight) == ("kafka", "tidings", 256)
+    assert orders.dead_letter_name == "order-events.dead-letter"
+    assert center.retention_of("billing").max_age == 60
+    assert center.retention_of("other").max_messages == 1000
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST", '{"x":{"url":"ftp://h","queue":"q"}}')
+    with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
+        load_settings(None)
+    monkeypatch.setenv("TIDINGS_MESSAGE_CENTER__INGEST",
+                       '{"x":{"url":"redis://h","queue":"q","max_in_flight":0}}')
+    with pytest.raises(ConfigError, match="max_in_flight"):
+        load_settings(None)

@@ -116,6 +116,82 @@ class StompSettings(BaseModel):
     """Bytes one xhr-streaming response carries before the client is made to open another."""
 
 
+class SourceRetention(BaseModel):
+    """How much of one source's messages each user's inbox keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: int = Field(1000, ge=1, le=1_000_000)
+    """Per user and source; older messages are dropped as new ones come."""
+    max_age: float = Field(0, ge=0)
+    """Seconds a message stays in the inbox; 0 keeps it until max_messages pushes it out."""
+
+
+class IngestSource(BaseModel):
+    """One queue a backend puts notifications on; the URL's scheme names the system."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    """amqp://, kafka://host:9092[,host2:9092], redis://, or nats://"""
+    queue: str = Field(min_length=1, max_length=200)
+    """The RabbitMQ queue, Kafka topic, Redis stream key or JetStream subject."""
+    group: str = Field("tidings", min_length=1, max_length=200)
+    """Kafka consumer group, Redis consumer group or JetStream durable consumer name."""
+    dead_letter: str | None = Field(None, min_length=1, max_length=200)
+    """Where poison messages go (AMQP exchange, Kafka topic, Redis stream, JetStream
+    subject); default `<queue>.dead-letter`."""
+    stream: str | None = Field(None, min_length=1, max_length=200)
+    """JetStream only: the stream holding `queue` (default: made from the subject)."""
+    max_in_flight: int = Field(256, ge=1, le=10_000)
+    """Messages taken from the queue but not yet acknowledged, at most (backpressure)."""
+    redeliver_after: float = Field(30.0, gt=0)
+    """Redis and JetStream: seconds before a message taken by a node that died is handed
+    to another (Redis XAUTOCLAIM idle time, JetStream ack wait)."""
+
+    @property
+    def kind(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def dead_letter_name(self) -> str:
+        return self.dead_letter or f"{self.queue}.dead-letter"
+
+
+class MessageCenter(BaseModel):
+    """Ingest from backends' queues, idempotency of publishes, and the inbox's retention."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: dict[str, IngestSource] = Field(default_factory=dict)
+    """Named ingest sources; every node consumes each one as a competing consumer."""
+    idempotency_window: float = Field(86400.0, gt=0)
+    """Seconds an idempotency key (or a notification's source and id) is remembered."""
+    max_notification_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
+    """A larger queued notification is dead-lettered (reason `too_large`)."""
+    max_recipients: int = Field(1000, ge=1, le=100_000)
+    """Users one notification may name; more is dead-lettered (`bad_notification`)."""
+    retention: SourceRetention = Field(default_factory=SourceRetention)
+    """Inbox retention for every source not named in `sources`."""
+    sources: dict[str, SourceRetention] = Field(default_factory=dict)
+    """Inbox retention per source (the `source` of the messages), e.g. `sources.billing`."""
+
+    def retention_of(self, source: str) -> SourceRetention:
+        return self.sources.get(source, self.retention)
+
+    @model_validator(mode="after")
+    def _known_systems(self) -> "MessageCenter":
+        for name, source in self.ingest.items():
+            if source.kind not in INGEST_SCHEMES:
+                raise ValueError(
+                    f"ingest.{name}.url: unknown scheme {source.kind!r}: use "
+                    "amqp://, kafka://, redis:// or nats://")
+        return self
+
+
+INGEST_SCHEMES = ("amqp", "amqps", "kafka", "redis", "rediss", "nats", "tls")
+
+
 DEFAULT_NAMESPACES: dict[str, dict] = {
     "user": {"history_size": 1000, "subscribe": "owner", "publish": "anyone"},
     "room": {"history_size": 1000, "presence": True, "join_leave": True},
@@ -217,6 +293,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     stomp: StompSettings = Field(default_factory=StompSettings)
     security: Security = Field(default_factory=Security)
+    message_center: MessageCenter = Field(default_factory=MessageCenter)
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,8 @@ class ErrorCode(IntEnum):
     VOICE_RATE_LIMITED = 131
     RATE_LIMITED = 115
     BAD_SUBSCRIPTION_TOKEN = 116
+    # the message center (120-124)
+    NOT_IN_INBOX = 120
 
 
 class CloseCode(IntEnum):

@@ -25,6 +25,8 @@ from tidings.channels import Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Hub
+from tidings.inbox import Inbox
+from tidings.ingest import Intake
 from tidings.limits import ConnectionCaps
 from tidings.looplag import LoopLag
 from tidings.metrics import Metrics
@@ -32,9 +34,10 @@ from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
 from tidings.proxy import ProxyHooks
+from tidings.readstate import InboxSpec
 from tidings.revocation import RevokedTokens
 from tidings.store import OutcomeUnknown, Retention, Store, open_store
-from tidings.store.base import CommitUnknown, now_ms
+from tidings.store.base import CommitUnknown, Duplicate, Idempotency, now_ms
 from tidings.supervision import Supervisor
 from tidings.voice import VoiceRelay
 
@@ -42,6 +45,7 @@ log = logging.getLogger("tidings.node")
 
 # Broker envelope kinds
 PUBLICATION, JOIN, LEAVE, DISCONNECT = "p", "j", "l", "d"
+USER_PUSH = "u"  # a push for every connection of one user (the inbox's counts)
 
 
 class Node:
@@ -89,6 +93,8 @@ class Node:
         self.supervisor = Supervisor()  # the node's periodic loops
         self.loop_lag = LoopLag(self.metrics.loop_lag, settings.resilience.loop_lag_interval)
         self._tasks: set[asyncio.Task] = set()
+        self.inbox = Inbox(self.store, self.push_to_user)
+        self.intake = Intake(self, settings.message_center, self.metrics.registry)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -103,6 +109,7 @@ class Node:
         self.supervisor.spawn("expire", every(30.0, self.store.expire))
         self.supervisor.spawn("tick", every(self._tick_interval, self._tick))
         self.supervisor.spawn("loop-lag", self.loop_lag.run)
+        await self.intake.start()
 
     async def drain(self) -> None:
         """Refuse new sessions, tell every client to reconnect elsewhere, wait for them to go.
@@ -120,6 +127,7 @@ class Node:
         """Drain (if not done yet), then close the broker and the store."""
         if not self.draining:
             await self.drain()
+        await self.intake.stop()
         await self.supervisor.stop()
         self.voice.close()
         await self.revoked.stop()
@@ -189,20 +197,38 @@ class Node:
     # ---- publishing ------------------------------------------------------------------
 
     async def publish(self, channel: Channel, data: bytes, *, source: str | None = None,
-                      sender: str | None = None) -> Publication:
-        """Store (if the namespace keeps history) and deliver one publication cluster-wide."""
+                      sender: str | None = None,
+                      idempotency_key: str | None = None) -> Publication:
+        """Store (if the namespace keeps history) and deliver one publication cluster-wide.
+
+        A publication to a `user:` channel with a `source` is also a message in that user's
+        inbox. With `idempotency_key` (already scoped by the caller), a key used for this
+        channel within `idempotency_window` stores and delivers nothing: the publication
+        returned is the first one's place (channel, offset, epoch, time).
+        """
         started = time.perf_counter()
         if channel.options.stored:
+            center = self.settings.message_center
+            key = (Idempotency(idempotency_key, center.idempotency_window)
+                   if idempotency_key is not None else None)
+            inbox = None
+            if source is not None and channel.owner is not None:
+                kept = center.retention_of(source)
+                inbox = InboxSpec(channel.owner, kept.max_messages, kept.max_age)
             try:
                 pub = await self.store.append(
                     channel.name, data, retention=_retention(channel), source=source,
                     sender=sender, within=self.settings.resilience.publish_timeout,
+                    idempotency=key, inbox=inbox,
                 )
             except OutcomeUnknown as exc:
                 exc.late.add_done_callback(self._deliver_late)
                 raise _outcome_unknown(exc) from None
             except CommitUnknown as exc:  # stored or not, the hub's gap check delivers it
                 raise _outcome_unknown(exc) from None
+            if isinstance(pub, Duplicate):
+                return Publication(pub.channel, pub.offset, pub.epoch, data, pub.time, source,
+                                   sender)
         else:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
@@ -216,6 +242,8 @@ class Node:
         if committed.cancelled() or committed.exception() is not None:
             return
         pub = committed.result()
+        if isinstance(pub, Duplicate):  # delivered when it was first stored
+            return
         self.hub.deliver(pub)
         self.supervisor.spawn("late-delivery",
                               lambda: self._to_broker(pub.channel, PUBLICATION, pub.to_dict()))
@@ -239,6 +267,18 @@ class Node:
         closed = self._disconnect_local(body)
         await self._to_broker(user_channel(user), DISCONNECT, body)
         return closed
+
+    async def push_to_user(self, user: str, kind: str, body: dict,
+                           skip_client: str | None = None) -> None:
+        """A push for every connection of `user` on every node, but `skip_client`."""
+        envelope = {"user": user, "kind": kind, "body": body, "skip": skip_client}
+        self._push_local(envelope)
+        await self._to_broker(user_channel(user), USER_PUSH, envelope)
+
+    def _push_local(self, envelope: dict) -> None:
+        for session in list(self.by_user.get(envelope["user"], ())):
+            if session.client != envelope.get("skip"):
+                session.push(envelope["kind"], envelope["body"])
 
     def _disconnect_local(self, body: dict) -> int:
         code = CloseCode.DISCONNECTED if body["reconnect"] else CloseCode.FORCE_DISCONNECTED
@@ -289,6 +329,8 @@ class Node:
                                        ClientInfo.from_dict(body))
             elif kind == DISCONNECT:
                 self._disconnect_local(body)
+            elif kind == USER_PUSH:
+                self._push_local(body)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("dropping a malformed broker message on %s: %s", channel, exc)
 
@@ -324,3 +366,5 @@ class SessionLike(Protocol):
         """The `jti` of every token this session holds (connection and subscriptions)."""
 
     def tick(self, now: float) -> None: ...
+
+    def push(self, kind: str, body: dict) -> None: ...

@@ -22,6 +22,7 @@ from tidings.logs import bind_session, session_fields
 from tidings.model import ClientInfo, Publication
 from tidings.node import JOIN, LEAVE, Node
 from tidings.peer import Peer
+from tidings.readstate import ReadChange
 from tidings.store.base import RecoveryImpossible, StoreError
 
 log = logging.getLogger("tidings.session")
@@ -153,6 +154,10 @@ class Session:
         self.node.metrics.count(self.node.metrics.disconnects, str(int(code)))
         log.debug("closing with %d: %s", code, reason, **session_fields(self))
         self.conn.close(code, reason)
+
+    def push(self, kind: str, body: dict) -> None:
+        """A push without id (e.g. `inbox`), in this session's protocol."""
+        self.write(self.codec.push_frame(kind, body))
 
     def lost_sync(self, channel: str) -> None:
         self.close(CloseCode.GAP, f"lost position in {channel}: reconnect and recover")
@@ -287,21 +292,27 @@ class Session:
         await self._leave(channel)
         return {"channel": channel.name}
 
-    async def publish(self, name: str, data: bytes, *, source: str | None = None) -> dict:
+    async def publish(self, name: str, data: bytes, *, source: str | None = None,
+                      idempotency_key: str | None = None) -> dict:
         channel = self._channel(name)
         await self.node.access.check_publish(self, channel, data)
-        return await self._publish(channel, data, source)
+        return await self._publish(channel, data, source, idempotency_key)
 
-    async def send(self, user: str, data: bytes) -> dict:
+    async def send(self, user: str, data: bytes, *, idempotency_key: str | None = None) -> dict:
         if not valid_user_id(user):
             raise TidingsError(ErrorCode.BAD_REQUEST, "send: 'user' is not a valid user id")
         channel = self.node.channel(user_channel(user))
         await self.node.access.check_publish(self, channel, data)
-        return await self._publish(channel, data, None)
+        return await self._publish(channel, data, None, idempotency_key)
 
-    async def _publish(self, channel: Channel, data: bytes, source: str | None) -> dict:
+    async def _publish(self, channel: Channel, data: bytes, source: str | None,
+                       idempotency_key: str | None = None) -> dict:
+        # a client's keys are its user's own: another user's identical key is another key
+        # (user ids hold no space, so the first space ends the user id)
+        key = f"user:{self.user} {idempotency_key}" if idempotency_key is not None else None
         try:
-            pub = await self.node.publish(channel, data, source=source, sender=self.user)
+            pub = await self.node.publish(channel, data, source=source, sender=self.user,
+                                          idempotency_key=key)
         except (StoreError, BrokerError) as exc:
             raise TidingsError(ErrorCode.UNAVAILABLE, f"publish failed: {exc}") from None
         return _position(pub)
@@ -333,6 +344,36 @@ class Session:
         except BrokerError as exc:
             raise TidingsError(ErrorCode.UNAVAILABLE, f"presence failed: {exc}") from None
         return {"channel": channel.name, "clients": {c.client: c.to_dict() for c in clients}}
+
+    # ---- the message center (this user's own inbox only) -------------------------------
+
+    async def inbox(self, *, source: str | None = None, before: int | None = None,
+                    limit: int = 10) -> dict:
+        """Counts and newest messages per source, or one source's page when `source` is set."""
+        if source is None:
+            return await self.node.inbox.view(self.user, limit=limit)
+        return await self.node.inbox.page(self.user, source, before=before, limit=limit)
+
+    async def read(self, *, offset: int | None = None, source: str | None = None,
+                   upto: int | None = None, everything: bool = False) -> dict:
+        """Mark one message, a source (up to an offset), or everything read."""
+        return await self._change(read_change(offset, source, upto, everything))
+
+    async def unread(self, offset: int) -> dict:
+        return await self._change(ReadChange("unread", offset))
+
+    async def mark_seen(self, *, source: str | None = None) -> dict:
+        """The `seen` command: clear the badge (of one source, or all) without reading.
+
+        (Named apart from `seen()`, which records that the client is alive.)
+        """
+        return await self._change(ReadChange("seen", source=source))
+
+    async def archive(self, offset: int) -> dict:
+        return await self._change(ReadChange("archive", offset))
+
+    async def _change(self, change: ReadChange) -> dict:
+        return await self.node.inbox.change(self.user, change, origin=self.client)
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -403,6 +444,19 @@ class Session:
         for name in list(self.subscriptions):
             await self._leave(self.node.channel(name))
         self.node.detach(self)
+
+
+def read_change(offset: int | None, source: str | None, upto: int | None,
+                everything: bool) -> ReadChange:
+    """The one shape of `read` the parameters name, or BAD_REQUEST (the API uses it too)."""
+    if everything and (offset, source, upto) == (None, None, None):
+        return ReadChange("read")
+    if not everything and offset is not None and (source, upto) == (None, None):
+        return ReadChange("read", offset=offset)
+    if not everything and offset is None and source is not None:
+        return ReadChange("read", source=source, upto=upto)
+    raise TidingsError(ErrorCode.BAD_REQUEST, "read: give 'offset', or 'source' (with 'upto' "
+                                              "or without), or 'all': true")
 
 
 def _position(pub: Publication) -> dict:

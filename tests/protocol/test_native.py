@@ -383,3 +383,46 @@ def test_large_commands_are_answered_within_the_time_bound(method, data, other):
                                             "user": other}})
     if len(frame) < FRAME_LIMIT:
         _answers_in_time(frame)
+# ---- the message center -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("obj, expected", [
+    ({"id": 1, "publish": {"channel": "room:a", "data": 1, "idempotency_key": "q-1"}},
+     native.Publish("room:a", b"1", "q-1")),
+    ({"id": 1, "send": {"user": "bo", "data": 1, "idempotency_key": "ü" * 100}},
+     native.Send("bo", b"1", "ü" * 100)),
+    ({"id": 1, "inbox": {}}, native.InboxQuery(None, None, 10)),
+    ({"id": 1, "inbox": {"limit": 100}}, native.InboxQuery(None, None, 100)),
+    ({"id": 1, "inbox": {"source": "billing", "before": 9, "limit": 3}},
+     native.InboxQuery("billing", 9, 3)),
+    ({"id": 1, "read": {"offset": 4}}, native.Read(4, None, None, False)),
+    ({"id": 1, "read": {"source": "crm", "upto": 8}}, native.Read(None, "crm", 8, False)),
+    ({"id": 1, "read": {"all": True}}, native.Read(None, None, None, True)),
+    ({"id": 1, "unread": {"offset": 4}}, native.Unread(4)),
+    ({"id": 1, "seen": {}}, native.Seen(None)),
+    ({"id": 1, "seen": {"source": "crm"}}, native.Seen("crm")),
+    ({"id": 1, "archive": {"offset": 4}}, native.Archive(4)),
+])
+def test_message_center_methods_parse_to_their_typed_params(obj, expected):
+    assert _parse(obj).params == expected
+
+
+@pytest.mark.parametrize("obj, field", [
+    ({"id": 1, "publish": {"channel": "room:a", "data": 1, "idempotency_key": ""}},
+     "idempotency_key"),
+    ({"id": 1, "publish": {"channel": "room:a", "data": 1, "idempotency_key": "k" * 101}},
+     "idempotency_key"),
+    ({"id": 1, "send": {"user": "b", "data": 1, "idempotency_key": "new\nline"}},
+     "idempotency_key"),
+    ({"id": 1, "send": {"user": "b", "data": 1, "idempotency_key": 7}}, "idempotency_key"),
+    ({"id": 1, "inbox": {"limit": 101}}, "limit"),
+    ({"id": 1, "inbox": {"before": 3}}, "before"),
+    ({"id": 1, "inbox": {"source": "s" * 101}}, "source"),
+    ({"id": 1, "unread": {}}, "offset"),
+    ({"id": 1, "archive": {"offset": "4"}}, "offset"),
+    ({"id": 1, "read": {"all": "yes"}}, "all"),
+])
+def test_bad_message_center_params_are_bad_requests_naming_the_field(obj, field):
+    with pytest.raises(ProtocolError) as err:
+        _parse(obj)
+    assert err.value.code == ErrorCode.BAD_REQUEST and field in err.value.message

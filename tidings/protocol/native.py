@@ -17,6 +17,9 @@ from tidings.model import Publication
 
 MAX_ID = 2**53 - 1
 MAX_HISTORY_LIMIT = 1000
+MAX_IDEMPOTENCY_KEY = 100
+MAX_SOURCE = 100
+MAX_INBOX_LIMIT = 100
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,12 +51,14 @@ class Unsubscribe:
 class Publish:
     channel: str
     data: bytes  # raw JSON
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
 class Send:
     user: str
     data: bytes
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -74,7 +79,38 @@ class Pong:
     pass
 
 
-Params = Connect | Subscribe | Unsubscribe | Publish | Send | History | Presence | Pong
+@dataclass(slots=True, frozen=True)
+class InboxQuery:
+    source: str | None  # None: every source; else one source's page
+    before: int | None
+    limit: int
+
+
+@dataclass(slots=True, frozen=True)
+class Read:
+    offset: int | None
+    source: str | None
+    upto: int | None
+    everything: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Unread:
+    offset: int
+
+
+@dataclass(slots=True, frozen=True)
+class Seen:
+    source: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Archive:
+    offset: int
+
+
+Params = (Connect | Subscribe | Unsubscribe | Publish | Send | History | Presence | Pong
+          | InboxQuery | Read | Unread | Seen | Archive)
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,6 +170,20 @@ class Fields:
             raise _bad(f"{self.method}: '{name}' is not a valid user id", self.id)
         return value
 
+    def idempotency_key(self) -> str | None:
+        value = self.str("idempotency_key", required=False)
+        if value is not None and not (0 < len(value) <= MAX_IDEMPOTENCY_KEY
+                                      and value.isprintable()):
+            raise _bad(f"{self.method}: 'idempotency_key' must be 1 to {MAX_IDEMPOTENCY_KEY} "
+                       "printable characters", self.id)
+        return value
+
+    def source(self, required: bool = False) -> str | None:
+        value = self.str("source", required=required)
+        if value is not None and not 0 < len(value) <= MAX_SOURCE:
+            raise _bad(f"{self.method}: 'source' must be 1 to {MAX_SOURCE} characters", self.id)
+        return value
+
     def data(self) -> bytes:
         if "data" not in self.raw:
             raise _bad(f"{self.method}: 'data' is required", self.id)
@@ -176,15 +226,34 @@ def _history(f: Fields) -> History:
     )
 
 
+def _inbox(f: Fields) -> InboxQuery:
+    source = f.source()
+    before = f.int("before", required=False)
+    if before is not None and source is None:
+        raise _bad("inbox: 'before' pages within one 'source'", f.id)
+    return InboxQuery(source, before,
+                      f.int("limit", required=False, low=1, high=MAX_INBOX_LIMIT) or 10)
+
+
+def _read(f: Fields) -> Read:
+    return Read(f.int("offset", required=False), f.source(), f.int("upto", required=False),
+                f.bool("all", False))
+
+
 _PARSERS = {
     "connect": _connect,
     "subscribe": lambda f: Subscribe(f.str("channel"), f.position(), f.str("token", False)),
     "unsubscribe": lambda f: Unsubscribe(f.str("channel")),
-    "publish": lambda f: Publish(f.str("channel"), f.data()),
-    "send": lambda f: Send(f.user(), f.data()),
+    "publish": lambda f: Publish(f.str("channel"), f.data(), f.idempotency_key()),
+    "send": lambda f: Send(f.user(), f.data(), f.idempotency_key()),
     "history": _history,
     "presence": lambda f: Presence(f.str("channel")),
     "pong": lambda f: Pong(),
+    "inbox": _inbox,
+    "read": _read,
+    "unread": lambda f: Unread(f.int("offset")),
+    "seen": lambda f: Seen(f.source()),
+    "archive": lambda f: Archive(f.int("offset")),
 }
 
 METHODS = frozenset(_PARSERS)

@@ -20,9 +20,12 @@ from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
 from tidings.errors import ErrorCode, TidingsError
 from tidings.health import readiness
+from tidings.inbox import MAX_PAGE
 from tidings.node import Node
+from tidings.readstate import ReadChange
 from tidings.server.keys import NODE, ORIGINS
 from tidings.protocol.native import MAX_HISTORY_LIMIT, Fields
+from tidings.session import read_change
 from tidings.store.base import StoreError
 
 log = logging.getLogger("tidings.api")
@@ -37,6 +40,7 @@ STATUS = {
     ErrorCode.BAD_CHANNEL: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_IN_INBOX: 404,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.LIMIT_EXCEEDED: 429,
@@ -128,8 +132,23 @@ def _source(fields: Fields) -> str | None:
     return source
 
 
-async def _publish(node: Node, channel: Channel, fields: Fields) -> web.Response:
-    pub = await node.publish(channel, fields.data(), source=_source(fields))
+def _idempotency_key(request: web.Request, fields: Fields) -> str | None:
+    """`idempotency_key` in the body or an `Idempotency-Key` header (the same, if both)."""
+    in_body = fields.idempotency_key()
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        in_header = Fields(fields.method, {"idempotency_key": header}, None).idempotency_key()
+        if in_body is not None and in_body != in_header:
+            raise TidingsError(ErrorCode.BAD_REQUEST, "the Idempotency-Key header and the "
+                                                      "body's idempotency_key differ")
+        in_body = in_header
+    return f"api:{in_body}" if in_body is not None else None
+
+
+async def _publish(node: Node, channel: Channel, fields: Fields,
+                   request: web.Request) -> web.Response:
+    pub = await node.publish(channel, fields.data(), source=_source(fields),
+                             idempotency_key=_idempotency_key(request, fields))
     result: dict = {"channel": pub.channel}
     if pub.offset:
         result.update(offset=pub.offset, epoch=pub.epoch)
@@ -139,19 +158,19 @@ async def _publish(node: Node, channel: Channel, fields: Fields) -> web.Response
 async def publish(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fields = await _body(request, "publish")
-    return await _publish(node, _channel(node, fields.str("channel")), fields)
+    return await _publish(node, _channel(node, fields.str("channel")), fields, request)
 
 
 async def send(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fields = await _body(request, "send")
-    return await _publish(node, node.channel(user_channel(fields.user())), fields)
+    return await _publish(node, node.channel(user_channel(fields.user())), fields, request)
 
 
 async def broadcast(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fields = await _body(request, "broadcast")
-    return await _publish(node, node.channel(BROADCAST), fields)
+    return await _publish(node, node.channel(BROADCAST), fields, request)
 
 
 def _query(request: web.Request, method: str) -> Fields:
@@ -194,6 +213,47 @@ async def presence(request: web.Request) -> web.Response:
         raise TidingsError(ErrorCode.BAD_CHANNEL, f"{channel.namespace} has no presence")
     clients = await node.broker.presence(channel.name)
     return _json({"channel": channel.name, "clients": {c.client: c.to_dict() for c in clients}})
+
+
+async def inbox(request: web.Request) -> web.Response:
+    """A user's inbox, as the native `inbox` command shows it to that user."""
+    node = request.app[NODE]
+    fields = _query(request, "inbox")
+    text = Fields("inbox", {k: request.query.get(k) for k in ("user", "source")}, None)
+    user, source = text.user(), text.source()  # as text, even when they look like numbers
+    limit = fields.int("limit", required=False, low=1, high=MAX_PAGE) or 10
+    if source is None:
+        if "before" in request.query:
+            raise TidingsError(ErrorCode.BAD_REQUEST, "inbox: 'before' pages within one 'source'")
+        return _json(await node.inbox.view(user, limit=limit))
+    return _json(await node.inbox.page(user, source, before=fields.int("before", required=False),
+                                       limit=limit))
+
+
+async def _change(request: web.Request, method: str, make) -> web.Response:
+    node = request.app[NODE]
+    fields = await _body(request, f"inbox/{method}")
+    user = fields.user()
+    result = await node.inbox.change(user, make(fields))
+    return _json({"user": user, **result})
+
+
+async def inbox_read(request: web.Request) -> web.Response:
+    return await _change(request, "read", lambda f: read_change(
+        f.int("offset", required=False), f.source(), f.int("upto", required=False),
+        f.bool("all", False)))
+
+
+async def inbox_unread(request: web.Request) -> web.Response:
+    return await _change(request, "unread", lambda f: ReadChange("unread", f.int("offset")))
+
+
+async def inbox_seen(request: web.Request) -> web.Response:
+    return await _change(request, "seen", lambda f: ReadChange("seen", source=f.source()))
+
+
+async def inbox_archive(request: web.Request) -> web.Response:
+    return await _change(request, "archive", lambda f: ReadChange("archive", f.int("offset")))
 
 
 async def disconnect(request: web.Request) -> web.Response:
@@ -262,6 +322,11 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/presence", presence),
         web.post("/api/disconnect", disconnect),
         web.post("/api/revoke", revoke),
+        web.get("/api/inbox", inbox),
+        web.post("/api/inbox/read", inbox_read),
+        web.post("/api/inbox/unread", inbox_unread),
+        web.post("/api/inbox/seen", inbox_seen),
+        web.post("/api/inbox/archive", inbox_archive),
         web.get("/api/info", info),
         web.get("/health", health),
         web.get("/health/ready", health),

@@ -141,12 +141,26 @@ async def dispatch(session: Session, command: Command) -> dict:
     if isinstance(params, native.Unsubscribe):
         return await session.unsubscribe(params.channel)
     if isinstance(params, native.Publish):
-        return await session.publish(params.channel, params.data)
+        return await session.publish(params.channel, params.data,
+                                     idempotency_key=params.idempotency_key)
     if isinstance(params, native.Send):
-        return await session.send(params.user, params.data)
+        return await session.send(params.user, params.data,
+                                  idempotency_key=params.idempotency_key)
     if isinstance(params, native.History):
         return await session.history(params.channel, limit=params.limit, since=params.since,
                                      reverse=params.reverse)
     if isinstance(params, native.Presence):
         return await session.presence(params.channel)
+    if isinstance(params, native.InboxQuery):
+        return await session.inbox(source=params.source, before=params.before,
+                                   limit=params.limit)
+    if isinstance(params, native.Read):
+        return await session.read(offset=params.offset, source=params.source,
+                                  upto=params.upto, everything=params.everything)
+    if isinstance(params, native.Unread):
+        return await session.unread(params.offset)
+    if isinstance(params, native.Seen):
+        return await session.mark_seen(source=params.source)
+    if isinstance(params, native.Archive):
+        return await session.archive(params.offset)
     raise TidingsError(ErrorCode.UNKNOWN_METHOD, f"unknown method {command.method!r}")

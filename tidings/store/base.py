@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
+from tidings.readstate import InboxCounts, InboxMessage, InboxSpec, InboxView, ReadChange
 from tidings.supervision import Supervisor
 
 
@@ -81,6 +82,8 @@ class AppendRequest:
     time: int
     future: asyncio.Future
     queued: float = 0.0  # time.monotonic() when it was queued
+    idempotency: "Idempotency | None" = None
+    inbox: InboxSpec | None = None
 
     @property
     def expires(self) -> int | None:
@@ -98,8 +101,78 @@ class AppendRequest:
                 self.sender)
 
 
+@dataclass(slots=True, frozen=True)
+class Idempotency:
+    """An append that must happen once per `key` and channel within `window` seconds."""
+
+    key: str
+    window: float
+
+
+@dataclass(slots=True, frozen=True)
+class Duplicate:
+    """The answer to an append whose idempotency key was already used: the first one's place.
+
+    Nothing was stored; the publication it names was delivered when it was first appended.
+    """
+
+    channel: str
+    offset: int
+    epoch: str
+    time: int
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def repeats_in_batch(batch: Sequence[AppendRequest]) -> dict[int, int]:
+    """Requests that repeat the idempotency key (and channel) of an earlier one in the batch.
+
+    Maps each such request's index to the index of the first one: that one is appended (or
+    found in the store), the repeats get its place.
+    """
+    first: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    for index, request in enumerate(batch):
+        if request.idempotency is None:
+            continue
+        key = (request.idempotency.key, request.channel)
+        if key in first:
+            repeats[index] = first[key]
+        else:
+            first[key] = index
+    return repeats
+
+
+def resolve_repeats(results: list, repeats: dict[int, int]) -> None:
+    """Give every in-batch repeat the place its first request got."""
+    for index, first in repeats.items():
+        done = results[first]
+        results[index] = done if isinstance(done, Duplicate) else Duplicate(
+            done.channel, done.offset, done.epoch, done.time)
+
+
+# Per kind of read-state change: what it sets, and which rows it actually changes
+# (0/1 integers in every backend).
+CHANGE_SETS = {
+    "read": ("is_read = 1, is_seen = 1", "is_read = 0"),
+    "unread": ("is_read = 0", "is_read = 1"),
+    "seen": ("is_seen = 1", "is_seen = 0"),
+    "archive": ("is_archived = 1", "is_archived = 0"),
+}
+
+
+def change_filter(change: ReadChange) -> list[tuple[str, object]]:
+    """The conditions (column test, value) that pick the messages a change touches."""
+    terms: list[tuple[str, object]] = []
+    if change.offset is not None:
+        terms.append(("offset =", change.offset))
+    if change.source is not None:
+        terms.append(("source =", change.source))
+    if change.upto is not None:
+        terms.append(("offset <=", change.upto))
+    return terms
 
 
 class Store(ABC):
@@ -142,12 +215,17 @@ class Store(ABC):
         source: str | None = None,
         sender: str | None = None,
         within: float | None = None,
-    ) -> Publication:
+        idempotency: Idempotency | None = None,
+        inbox: InboxSpec | None = None,
+    ) -> Publication | Duplicate:
         """Store one publication; returns it with its offset once its batch is durable.
 
         With `within`, answers within that many seconds: StoreError if it was not stored
         (refused at once while commits have been stalled longer than `within`, or withdrawn
         from the queue), OutcomeUnknown if its batch was still being committed.
+        With `idempotency`, a key already used for this channel within its window stores
+        nothing and returns the first append's place (Duplicate). With `inbox`, the
+        publication also becomes a message in that user's inbox, in the same transaction.
         """
         if self._closing:
             raise StoreError("store is closing")
@@ -155,7 +233,7 @@ class Store(ABC):
             raise StoreError(f"store commits stalled for {stalled:.1f} s: not stored")
         future = asyncio.get_running_loop().create_future()
         request = AppendRequest(channel, data, retention, source, sender, now_ms(), future,
-                                time.monotonic())
+                                time.monotonic(), idempotency, inbox)
         self._pending.append(request)
         self._wakeup.set()
         if within is None:
@@ -227,7 +305,10 @@ class Store(ABC):
         return await self._read_range(channel, after, upto)
 
     async def expire(self) -> int:
-        """Drop publications older than their retention ttl; returns how many."""
+        """Drop publications older than their retention ttl; returns how many.
+
+        Expired inbox messages and idempotency keys past their window go too.
+        """
         return await self._expire(now_ms())
 
     # ---- acknowledged positions (STOMP subscriptions with client acks) ---------------
@@ -241,6 +322,23 @@ class Store(ABC):
         self, positions: dict[tuple[str, str], AckPosition | None]
     ) -> None:
         """Store (user, subscription id) -> position in one transaction; None deletes."""
+    # ---- the inbox -------------------------------------------------------------------
+
+    async def inbox_view(self, user: str, *, limit: int) -> InboxView:
+        """Exact counts per source and each source's `limit` newest messages."""
+        return await self._inbox_view(user, limit, now_ms())
+
+    async def inbox_page(self, user: str, source: str, *, before: int | None,
+                         limit: int) -> tuple[InboxCounts, list[InboxMessage]]:
+        """That source's messages with offsets below `before` (or the newest), newest first."""
+        return await self._inbox_page(user, source, before, limit, now_ms())
+
+    async def inbox_change(self, user: str, change: ReadChange) -> tuple[int, InboxCounts]:
+        """Apply a read-state change; how many messages it changed and the counts after it.
+
+        Raises NoSuchMessage when `change.offset` names no message of the user's inbox.
+        """
+        return await self._inbox_change(user, change, now_ms())
 
     # ---- group commit ----------------------------------------------------------------
 
@@ -282,8 +380,11 @@ class Store(ABC):
     async def _close(self) -> None: ...
 
     @abstractmethod
-    async def _commit(self, batch: list[AppendRequest]) -> list[Publication]:
+    async def _commit(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
         """Write the whole batch in one durable transaction; publications in batch order.
+
+        A request whose idempotency key (with its channel) is still within its window, in
+        the store or earlier in the same batch, is answered with a Duplicate and not stored.
 
         Offsets within one channel follow the order of the batch, and stay gap-free when
         several nodes append to the same channel at once.
@@ -302,3 +403,15 @@ class Store(ABC):
 
     @abstractmethod
     async def _expire(self, now: int) -> int: ...
+
+    @abstractmethod
+    async def _inbox_view(self, user: str, limit: int, now: int) -> InboxView: ...
+
+    @abstractmethod
+    async def _inbox_page(self, user: str, source: str, before: int | None, limit: int,
+                          now: int) -> tuple[InboxCounts, list[InboxMessage]]: ...
+
+    @abstractmethod
+    async def _inbox_change(self, user: str, change: ReadChange,
+                            now: int) -> tuple[int, InboxCounts]:
+        """One transaction: change the flags, bump the user's version, count again."""

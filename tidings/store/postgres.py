@@ -34,9 +34,28 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from tidings.model import AckPosition, Publication, StreamPosition
-from tidings.store.base import AppendRequest, CommitUnknown, Store, StoreError, now_ms
+from tidings.readstate import (
+    InboxCounts,
+    InboxMessage,
+    InboxView,
+    NoSuchMessage,
+    ReadChange,
+    SourceCounts,
+)
+from tidings.store.base import (
+    CHANGE_SETS,
+    AppendRequest,
+    CommitUnknown,
+    Duplicate,
+    Store,
+    StoreError,
+    change_filter,
+    now_ms,
+    repeats_in_batch,
+    resolve_repeats,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
 COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
 LOCK_TIMEOUT = "10s"  # a statement waiting longer on a lock fails: its batch is known unstored
@@ -75,6 +94,39 @@ MIGRATIONS = {
         PRIMARY KEY ("user", subscription)
     );
     """,
+    # the message center: idempotency keys, inbox messages with their read state
+    3: """
+    CREATE TABLE tidings_idempotency (
+        key TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        epoch TEXT NOT NULL,
+        time BIGINT NOT NULL,
+        expires BIGINT NOT NULL,
+        PRIMARY KEY (key, channel)
+    );
+    CREATE INDEX tidings_idempotency_expires ON tidings_idempotency (expires);
+    CREATE TABLE tidings_inbox (
+        recipient TEXT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        time BIGINT NOT NULL,
+        expires BIGINT,
+        data BYTEA NOT NULL,
+        is_read SMALLINT NOT NULL DEFAULT 0,
+        is_seen SMALLINT NOT NULL DEFAULT 0,
+        is_archived SMALLINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (recipient, "offset")
+    );
+    CREATE INDEX tidings_inbox_source ON tidings_inbox (recipient, source, "offset");
+    CREATE INDEX tidings_inbox_counts
+        ON tidings_inbox (recipient, is_archived, source, is_read, is_seen, expires);
+    CREATE INDEX tidings_inbox_expires ON tidings_inbox (expires) WHERE expires IS NOT NULL;
+    CREATE TABLE tidings_inbox_users (
+        recipient TEXT PRIMARY KEY,
+        version BIGINT NOT NULL
+    );
+    """,
 }
 
 COLUMNS = 'channel, "offset", time, data, source, sender'
@@ -89,6 +141,43 @@ RETURNING channel, top, epoch
 TRIM = """
 DELETE FROM tidings_publications p USING unnest($1::text[], $2::bigint[]) AS t(channel, upto)
 WHERE p.channel = t.channel AND p."offset" <= t.upto
+"""
+# Claim idempotency keys (sorted, so concurrent batches lock them in one order; a key another
+# node is inserting waits for that node's commit). Returned: the keys this batch may append
+# for, new or past their window. The rest are repeats of a publication already stored.
+CLAIM = """
+INSERT INTO tidings_idempotency (key, channel, "offset", epoch, time, expires)
+SELECT k, c, 0, '', 0, e FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(k, c, e)
+ORDER BY k, c
+ON CONFLICT (key, channel) DO UPDATE SET "offset" = 0, expires = excluded.expires
+    WHERE tidings_idempotency.expires <= $4
+RETURNING key, channel
+"""
+CLAIMED = """
+SELECT i.key, i.channel, i."offset", i.epoch, i.time FROM tidings_idempotency i
+JOIN unnest($1::text[], $2::text[]) AS t(k, c) ON i.key = t.k AND i.channel = t.c
+"""
+PLACE_KEYS = """
+UPDATE tidings_idempotency i SET "offset" = t.o, epoch = t.e, time = t.tm
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) AS t(k, c, o, e, tm)
+WHERE i.key = t.k AND i.channel = t.c
+"""
+# Keep each (user, source)'s newest `keep` inbox messages.
+TRIM_INBOX = """
+DELETE FROM tidings_inbox i USING (
+    SELECT t.r, t.s, (SELECT x."offset" FROM tidings_inbox x
+                      WHERE x.recipient = t.r AND x.source = t.s
+                      ORDER BY x."offset" DESC OFFSET t.keep LIMIT 1) AS cut
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(r, s, keep)
+) c
+WHERE i.recipient = c.r AND i.source = c.s AND i."offset" <= c.cut
+"""
+INBOX_LIVE = "recipient = $1 AND is_archived = 0 AND (expires IS NULL OR expires > $2)"
+INBOX_COLUMNS = '"offset", source, time, data, is_read, is_seen'
+COUNTS = f"""
+SELECT source, COUNT(*) AS total, COUNT(*) FILTER (WHERE is_read = 0) AS unread,
+       COUNT(*) FILTER (WHERE is_seen = 0) AS unseen
+FROM tidings_inbox WHERE {INBOX_LIVE} GROUP BY source
 """
 # `expires` is set from the accepting node's clock, so reads compare with the node's clock
 # too (a parameter), never with the database server's now().
@@ -221,38 +310,166 @@ class PostgresStore(Store):
 
     # ---- writes ----------------------------------------------------------------------
 
-    async def _commit(self, batch: list[AppendRequest]) -> list[Publication]:
-        by_channel: dict[str, list[int]] = defaultdict(list)
-        for index, request in enumerate(batch):
-            by_channel[request.channel].append(index)
-        channels = sorted(by_channel)  # sorted: concurrent batches lock rows in one order
-        counts = [len(by_channel[channel]) for channel in channels]
-        pubs: list[Publication | None] = [None] * len(batch)
-        rows, trims = [], []
+    async def _commit(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
+        results: list[Publication | Duplicate | None] = [None] * len(batch)
+        repeats = repeats_in_batch(batch)
+        keyed = [i for i, r in enumerate(batch) if r.idempotency is not None and i not in repeats]
         with _failures("appending", CommitUnknown):
             async with self._pool_or_fail().acquire() as conn, conn.transaction():
-                tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
-                for record in tops:
-                    channel, top, epoch = record["channel"], record["top"], record["epoch"]
-                    indexes = by_channel[channel]
-                    for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
-                        pubs[index] = batch[index].stored(offset, epoch)
-                        rows.append(batch[index].row(offset))
-                    trims.append((channel, top - batch[indexes[-1]].retention.size))
-                await conn.copy_records_to_table(
-                    "tidings_publications", records=rows, schema_name=self.schema,
-                    columns=["channel", "offset", "time", "expires", "data", "source", "sender"],
-                )
-                await conn.execute(TRIM, [c for c, _ in trims], [upto for _, upto in trims])
-        return pubs  # type: ignore[return-value]
+                if keyed:
+                    await self._claim_keys(conn, batch, keyed, results)
+                fresh = [i for i in range(len(batch)) if results[i] is None and i not in repeats]
+                if fresh:
+                    await self._append(conn, batch, fresh, results)
+                placed = [i for i in keyed if isinstance(results[i], Publication)]
+                if placed:
+                    pubs = [results[i] for i in placed]
+                    await conn.execute(
+                        PLACE_KEYS, [batch[i].idempotency.key for i in placed],
+                        [p.channel for p in pubs], [p.offset for p in pubs],
+                        [p.epoch for p in pubs], [p.time for p in pubs],
+                    )
+        resolve_repeats(results, repeats)
+        return results  # type: ignore[return-value]
+
+    async def _claim_keys(self, conn: asyncpg.Connection, batch: list[AppendRequest],
+                          keyed: list[int], results: list) -> None:
+        """Claim the batch's idempotency keys; answer the ones already used with Duplicate."""
+        claimed = {(r["key"], r["channel"]) for r in await conn.fetch(
+            CLAIM, [batch[i].idempotency.key for i in keyed], [batch[i].channel for i in keyed],
+            [batch[i].time + int(batch[i].idempotency.window * 1000) for i in keyed], now_ms(),
+        )}
+        used = [i for i in keyed if (batch[i].idempotency.key, batch[i].channel) not in claimed]
+        if not used:
+            return
+        rows = await conn.fetch(CLAIMED, [batch[i].idempotency.key for i in used],
+                                [batch[i].channel for i in used])
+        first = {(r["key"], r["channel"]): Duplicate(r["channel"], r["offset"], r["epoch"],
+                                                     r["time"]) for r in rows}
+        for i in used:
+            results[i] = first[(batch[i].idempotency.key, batch[i].channel)]
+
+    async def _append(self, conn: asyncpg.Connection, batch: list[AppendRequest],
+                      fresh: list[int], results: list) -> None:
+        by_channel: dict[str, list[int]] = defaultdict(list)
+        for index in fresh:
+            by_channel[batch[index].channel].append(index)
+        channels = sorted(by_channel)  # sorted: concurrent batches lock rows in one order
+        counts = [len(by_channel[channel]) for channel in channels]
+        rows, trims, inbox, inbox_trims = [], [], [], {}
+        tops = await conn.fetch(RESERVE, channels, counts, self._epoch)
+        for record in tops:
+            channel, top, epoch = record["channel"], record["top"], record["epoch"]
+            indexes = by_channel[channel]
+            for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
+                request = batch[index]
+                results[index] = request.stored(offset, epoch)
+                rows.append(request.row(offset))
+                spec = request.inbox
+                if spec is not None and request.source is not None:
+                    age = int(spec.max_age * 1000)
+                    inbox.append((spec.user, offset, request.source, request.time,
+                                  request.time + age if age else None, request.data))
+                    inbox_trims[(spec.user, request.source)] = spec.max_messages
+            trims.append((channel, top - batch[indexes[-1]].retention.size))
+        await conn.copy_records_to_table(
+            "tidings_publications", records=rows, schema_name=self.schema,
+            columns=["channel", "offset", "time", "expires", "data", "source", "sender"],
+        )
+        await conn.execute(TRIM, [c for c, _ in trims], [upto for _, upto in trims])
+        if inbox:
+            await conn.copy_records_to_table(
+                "tidings_inbox", records=inbox, schema_name=self.schema,
+                columns=["recipient", "offset", "source", "time", "expires", "data"],
+            )
+            await conn.execute(TRIM_INBOX, [u for u, _ in inbox_trims],
+                               [s for _, s in inbox_trims], list(inbox_trims.values()))
 
     async def _expire(self, now: int) -> int:
         with _failures("expiring"):
-            status = await self._pool_or_fail().execute(
+            pool = self._pool_or_fail()
+            status = await pool.execute(
                 "DELETE FROM tidings_publications WHERE expires IS NOT NULL AND expires <= $1",
                 now,
             )
+            await pool.execute(
+                "DELETE FROM tidings_inbox WHERE expires IS NOT NULL AND expires <= $1", now)
+            await pool.execute("DELETE FROM tidings_idempotency WHERE expires <= $1", now)
         return int(status.split()[-1])
+
+    # ---- the inbox -------------------------------------------------------------------
+
+    @staticmethod
+    async def _counts_on(conn: asyncpg.Connection, user: str, now: int) -> InboxCounts:
+        rows = await conn.fetch(COUNTS, user, now)
+        version = await conn.fetchval(
+            "SELECT version FROM tidings_inbox_users WHERE recipient = $1", user)
+        top = await conn.fetchval(
+            'SELECT MAX("offset") FROM tidings_inbox WHERE recipient = $1', user)
+        return InboxCounts(
+            {r["source"]: SourceCounts(r["total"], r["unread"], r["unseen"])
+             for r in rows}, version or 0, top or 0)
+
+    @staticmethod
+    def _messages(rows) -> list[InboxMessage]:
+        return [InboxMessage(r["offset"], r["source"], r["time"], bytes(r["data"]),
+                             bool(r["is_read"]), bool(r["is_seen"])) for r in rows]
+
+    async def _inbox_view(self, user: str, limit: int, now: int) -> InboxView:
+        with _failures("reading the inbox"):
+            async with self._pool_or_fail().acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True
+            ):
+                counts = await self._counts_on(conn, user, now)
+                # each source's newest, walking its index backwards (one round trip)
+                rows = await conn.fetch(
+                    f"SELECT m.* FROM unnest($3::text[]) AS s(name) CROSS JOIN LATERAL "
+                    f"(SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                    'AND source = s.name ORDER BY "offset" DESC LIMIT $4) m',
+                    user, now, list(counts.sources), limit,
+                )
+        messages: dict[str, list[InboxMessage]] = {}
+        for message in self._messages(rows):
+            messages.setdefault(message.source, []).append(message)
+        return InboxView(counts, messages)
+
+    async def _inbox_page(self, user, source, before, limit, now):
+        with _failures("reading the inbox"):
+            async with self._pool_or_fail().acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True
+            ):
+                counts = await self._counts_on(conn, user, now)
+                rows = await conn.fetch(
+                    f"SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                    'AND source = $3 AND "offset" < $4 ORDER BY "offset" DESC LIMIT $5',
+                    user, now, source, before if before is not None else 2**63 - 1, limit,
+                )
+        own = counts.sources.get(source)
+        return (InboxCounts({source: own} if own else {}, counts.version, counts.offset),
+                self._messages(rows))
+
+    async def _inbox_change(self, user: str, change: ReadChange,
+                            now: int) -> tuple[int, InboxCounts]:
+        terms = change_filter(change)
+        where = "recipient = $1 AND (expires IS NULL OR expires > $2)" + "".join(
+            f" AND {column.replace('offset', chr(34) + 'offset' + chr(34))} ${n}"
+            for n, (column, _) in enumerate(terms, start=3))
+        params = (user, now, *(value for _, value in terms))
+        sets, needs = CHANGE_SETS[change.kind]
+        with _failures("changing read state"):
+            async with self._pool_or_fail().acquire() as conn, conn.transaction():
+                if change.offset is not None and await conn.fetchval(
+                    f"SELECT 1 FROM tidings_inbox WHERE {where}", *params
+                ) is None:
+                    raise NoSuchMessage(change.offset)
+                status = await conn.execute(
+                    f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", *params)
+                await conn.execute(
+                    "INSERT INTO tidings_inbox_users (recipient, version) VALUES ($1, 1) "
+                    "ON CONFLICT (recipient) DO UPDATE "
+                    "SET version = tidings_inbox_users.version + 1", user)
+                counts = await self._counts_on(conn, user, now)
+        return int(status.split()[-1]), counts
 
     # ---- reads -----------------------------------------------------------------------
 

@@ -22,7 +22,25 @@ from pathlib import Path
 import orjson
 
 from tidings.model import AckPosition, Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError, now_ms
+from tidings.readstate import (
+    InboxCounts,
+    InboxMessage,
+    InboxView,
+    NoSuchMessage,
+    ReadChange,
+    SourceCounts,
+)
+from tidings.store.base import (
+    CHANGE_SETS,
+    AppendRequest,
+    Duplicate,
+    Store,
+    StoreError,
+    change_filter,
+    now_ms,
+    repeats_in_batch,
+    resolve_repeats,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidings_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,7 +71,41 @@ CREATE TABLE IF NOT EXISTS tidings_ack_positions (
     updated INTEGER NOT NULL,
     PRIMARY KEY (user, subscription)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidings_idempotency (
+    key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    epoch TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (key, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tidings_idempotency_expires ON tidings_idempotency (expires);
+CREATE TABLE IF NOT EXISTS tidings_inbox (
+    recipient TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    expires INTEGER,
+    data BLOB NOT NULL,
+    is_read INTEGER NOT NULL DEFAULT 0,
+    is_seen INTEGER NOT NULL DEFAULT 0,
+    is_archived INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (recipient, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tidings_inbox_source ON tidings_inbox (recipient, source, offset);
+-- covers the counts: they read this index only, never the rows
+CREATE INDEX IF NOT EXISTS tidings_inbox_counts
+    ON tidings_inbox (recipient, is_archived, source, is_read, is_seen, expires);
+CREATE INDEX IF NOT EXISTS tidings_inbox_expires
+    ON tidings_inbox (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tidings_inbox_users (
+    recipient TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 """
+INBOX_LIVE = "recipient = ? AND is_archived = 0 AND (expires IS NULL OR expires > ?)"
+INBOX_COLUMNS = "offset, source, time, data, is_read, is_seen"
 
 COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
@@ -135,16 +187,33 @@ class SQLiteStore(Store):
 
     # ---- writes ----------------------------------------------------------------------
 
-    async def _commit(self, batch: list[AppendRequest]) -> list[Publication]:
+    async def _commit(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
         return await self._on(self._write_thread, self._commit_sync, batch)
 
-    def _commit_sync(self, batch: list[AppendRequest]) -> list[Publication]:
+    def _commit_sync(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
         conn = self._writer_conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
+            results: list[Publication | Duplicate | None] = [None] * len(batch)
+            repeats = repeats_in_batch(batch)
+            fresh = []
+            for index, request in enumerate(batch):
+                if index in repeats:
+                    continue
+                if request.idempotency is not None:
+                    row = conn.execute(
+                        "SELECT offset, epoch, time FROM tidings_idempotency "
+                        "WHERE key = ? AND channel = ? AND expires > ?",
+                        (request.idempotency.key, request.channel, request.time),
+                    ).fetchone()
+                    if row is not None:
+                        results[index] = Duplicate(request.channel, *row)
+                        continue
+                fresh.append(index)
             tops: dict[str, list] = {}  # channel -> [top, epoch, retention size]
-            for request in batch:
+            for index in fresh:
+                request = batch[index]
                 if request.channel not in tops:
                     row = conn.execute(
                         "SELECT top, epoch FROM tidings_channels WHERE channel = ?",
@@ -152,9 +221,9 @@ class SQLiteStore(Store):
                     ).fetchone()
                     top, epoch = row if row else (0, self._epoch)
                     tops[request.channel] = [top, epoch, request.retention.size]
-            pubs: list[Publication] = []
-            rows = []
-            for request in batch:
+            rows, keys, inbox, trims = [], [], [], {}
+            for index in fresh:
+                request = batch[index]
                 state = tops[request.channel]
                 state[0] += 1
                 state[2] = request.retention.size
@@ -164,10 +233,20 @@ class SQLiteStore(Store):
                     request.channel, state[0], state[1], request.data, request.time,
                     request.source, request.sender,
                 )
-                pubs.append(pub)
+                results[index] = pub
                 rows.append(
                     (pub.channel, pub.offset, pub.time, expires, pub.data, pub.source, pub.sender)
                 )
+                if request.idempotency is not None:
+                    window = int(request.idempotency.window * 1000)
+                    keys.append((request.idempotency.key, pub.channel, pub.offset, pub.epoch,
+                                 pub.time, pub.time + window))
+                if request.inbox is not None and pub.source is not None:
+                    spec = request.inbox
+                    age = int(spec.max_age * 1000)
+                    inbox.append((spec.user, pub.offset, pub.source, pub.time,
+                                  pub.time + age if age else None, pub.data))
+                    trims[(spec.user, pub.source)] = spec.max_messages
             conn.executemany(
                 "INSERT INTO tidings_publications "
                 "(channel, offset, time, expires, data, source, sender) "
@@ -183,21 +262,137 @@ class SQLiteStore(Store):
                 "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?",
                 [(channel, top - size) for channel, (top, _, size) in tops.items()],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO tidings_idempotency "
+                "(key, channel, offset, epoch, time, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                keys,
+            )
+            conn.executemany(
+                "INSERT INTO tidings_inbox (recipient, offset, source, time, expires, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                inbox,
+            )
+            conn.executemany(  # keep each (user, source)'s newest max_messages
+                "DELETE FROM tidings_inbox WHERE recipient = ? AND source = ? AND offset <= "
+                "(SELECT offset FROM tidings_inbox WHERE recipient = ? AND source = ? "
+                "ORDER BY offset DESC LIMIT 1 OFFSET ?)",
+                [(user, source, user, source, keep) for (user, source), keep in trims.items()],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return pubs
+        resolve_repeats(results, repeats)
+        return results  # type: ignore[return-value]
 
     async def _expire(self, now: int) -> int:
         return await self._on(self._write_thread, self._expire_sync, now)
 
     def _expire_sync(self, now: int) -> int:
-        assert self._writer_conn is not None
-        cursor = self._writer_conn.execute(
+        conn = self._writer_conn
+        assert conn is not None
+        cursor = conn.execute(
             "DELETE FROM tidings_publications WHERE expires IS NOT NULL AND expires <= ?", (now,)
         )
+        conn.execute("DELETE FROM tidings_inbox WHERE expires IS NOT NULL AND expires <= ?",
+                     (now,))
+        conn.execute("DELETE FROM tidings_idempotency WHERE expires <= ?", (now,))
         return cursor.rowcount
+
+    # ---- the inbox -------------------------------------------------------------------
+
+    def _counts_sync(self, conn: sqlite3.Connection, user: str, now: int,
+                     source: str | None = None) -> InboxCounts:
+        only = " AND source = ?" if source is not None else ""
+        rows = conn.execute(
+            "SELECT source, COUNT(*), SUM(is_read = 0), SUM(is_seen = 0) "
+            f"FROM tidings_inbox WHERE {INBOX_LIVE}{only} GROUP BY source",
+            (user, now) + ((source,) if source is not None else ()),
+        ).fetchall()
+        version = conn.execute(
+            "SELECT version FROM tidings_inbox_users WHERE recipient = ?", (user,)
+        ).fetchone()
+        (top,) = conn.execute("SELECT MAX(offset) FROM tidings_inbox WHERE recipient = ?",
+                              (user,)).fetchone()
+        return InboxCounts({name: SourceCounts(*counts) for name, *counts in rows},
+                           version[0] if version else 0, top or 0)
+
+    @staticmethod
+    def _messages(rows) -> list[InboxMessage]:
+        return [InboxMessage(o, s, t, bytes(d), bool(r), bool(n)) for o, s, t, d, r, n in rows]
+
+    async def _inbox_view(self, user: str, limit: int, now: int) -> InboxView:
+        return await self._on(self._read_thread, self._inbox_view_sync, user, limit, now)
+
+    def _inbox_view_sync(self, user: str, limit: int, now: int) -> InboxView:
+        conn = self._reader_conn
+        assert conn is not None
+        conn.execute("BEGIN")  # counts and messages from one snapshot
+        try:
+            counts = self._counts_sync(conn, user, now)
+            messages = {  # each source's newest, walking its index backwards
+                source: self._messages(conn.execute(
+                    f"SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                    "AND source = ? ORDER BY offset DESC LIMIT ?",
+                    (user, now, source, limit)).fetchall())
+                for source in counts.sources}
+        finally:
+            conn.execute("COMMIT")
+        return InboxView(counts, messages)
+
+    async def _inbox_page(self, user, source, before, limit, now):
+        return await self._on(self._read_thread, self._inbox_page_sync, user, source, before,
+                              limit, now)
+
+    def _inbox_page_sync(self, user: str, source: str, before: int | None, limit: int,
+                         now: int) -> tuple[InboxCounts, list[InboxMessage]]:
+        conn = self._reader_conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        try:
+            counts = self._counts_sync(conn, user, now, source)
+            rows = conn.execute(
+                f"SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                "AND source = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+                (user, now, source, before if before is not None else 2**63 - 1, limit),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return counts, self._messages(rows)
+
+    async def _inbox_change(self, user: str, change: ReadChange,
+                            now: int) -> tuple[int, InboxCounts]:
+        return await self._on(self._write_thread, self._inbox_change_sync, user, change, now)
+
+    def _inbox_change_sync(self, user: str, change: ReadChange,
+                           now: int) -> tuple[int, InboxCounts]:
+        conn = self._writer_conn
+        assert conn is not None
+        terms = change_filter(change)
+        where = "recipient = ? AND (expires IS NULL OR expires > ?)" + "".join(
+            f" AND {column} ?" for column, _ in terms)
+        params = (user, now, *(value for _, value in terms))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if change.offset is not None and conn.execute(
+                f"SELECT 1 FROM tidings_inbox WHERE {where}", params
+            ).fetchone() is None:
+                raise NoSuchMessage(change.offset)
+            sets, needs = CHANGE_SETS[change.kind]
+            changed = conn.execute(
+                f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params
+            ).rowcount
+            conn.execute(
+                "INSERT INTO tidings_inbox_users (recipient, version) VALUES (?, 1) "
+                "ON CONFLICT (recipient) DO UPDATE SET version = version + 1",
+                (user,),
+            )
+            counts = self._counts_sync(conn, user, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return changed, counts
 
     # ---- reads -----------------------------------------------------------------------
 

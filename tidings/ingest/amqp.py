@@ -1,0 +1,102 @@
+"""RabbitMQ ingest (aio-pika): a durable queue, consumed with a prefetch window.
+
+The queue is declared durable with `x-dead-letter-exchange` set to the source's dead-letter
+exchange (a fanout exchange with a durable queue of the same name bound to it), so what
+RabbitMQ itself dead-letters lands there too. Poison is published there by Tidings with
+`x-tidings-reason` and `x-tidings-detail` headers, confirmed, then the original is
+acknowledged. `prefetch_count = max_in_flight` is the backpressure: RabbitMQ sends no more
+until messages are acknowledged, which happens after the store commit. A message whose
+store write failed is requeued; a node that dies leaves its unacknowledged messages to
+RabbitMQ, which redelivers them to the other consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
+
+SETUP_TIMEOUT = 10.0  # seconds for connecting and declaring
+
+
+class AmqpDelivery(Delivery):
+    def __init__(self, message: AbstractIncomingMessage, dead_letters: AbstractExchange,
+                 source: str):
+        self.message = message
+        self.body = message.body
+        self.where = f"delivery {message.delivery_tag} of {message.routing_key}"
+        self._dead_letters = dead_letters
+        self._source = source
+
+    async def ack(self) -> None:
+        await self.message.ack()
+
+    async def dead_letter(self, reason: str, detail: str) -> None:
+        headers = {**(self.message.headers or {}), "x-tidings-reason": reason,
+                   "x-tidings-detail": detail[:1000], "x-tidings-source": self._source}
+        await self._dead_letters.publish(
+            aio_pika.Message(self.message.body, headers=headers,
+                             content_type=self.message.content_type,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=self.message.routing_key or "",
+        )
+        await self.message.ack()
+
+    async def retry(self) -> None:
+        await asyncio.sleep(RETRY_DELAY)
+        await self.message.nack(requeue=True)
+
+
+class AmqpSource(IngestSource):
+    async def _declare(self, connection: aio_pika.abc.AbstractConnection):
+        """The channel, the dead-letter exchange (with its queue) and the source queue."""
+        config = self.config
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=config.max_in_flight)
+        dead = config.dead_letter_name
+        exchange = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT,
+                                                  durable=True)
+        dead_queue = await channel.declare_queue(dead, durable=True)
+        await dead_queue.bind(exchange)
+        queue = await channel.declare_queue(
+            config.queue, durable=True, arguments={"x-dead-letter-exchange": dead})
+        return channel, exchange, queue
+
+    async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
+        config = self.config
+        connection = await aio_pika.connect(
+            config.url, timeout=5,
+            client_properties={"connection_name": f"tidings-{self.node}-ingest-{self.name}"})
+        try:
+            # a declaration RabbitMQ never answers must not hang the source: reconnect
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                channel, exchange, queue = await self._declare(connection)
+            tasks: set[asyncio.Task] = set()
+            closed = asyncio.get_running_loop().create_future()
+
+            def on_close(*_args) -> None:
+                if not closed.done():
+                    closed.set_result(None)
+
+            connection.close_callbacks.add(on_close)
+            channel.close_callbacks.add(on_close)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                task = asyncio.create_task(handle(AmqpDelivery(message, exchange, self.name)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            await queue.consume(on_message)
+            connected()
+            try:
+                await closed
+            finally:  # unsettled messages go back to the queue with the connection
+                for task in tasks:
+                    task.cancel()
+            raise ConnectionError("connection to RabbitMQ closed")
+        finally:
+            await connection.close()

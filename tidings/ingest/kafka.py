@@ -1,0 +1,108 @@
+"""Kafka ingest (aiokafka): a topic read by a consumer group, offsets committed by hand.
+
+Every node joins the group `group`; Kafka gives each partition to one of them and moves
+partitions when a node joins or leaves (a rebalance). The consumer takes a batch of at
+most `max_in_flight` records, stores all of them (one group commit), and only then
+commits the offsets after the batch, so a node killed mid-batch leaves those offsets
+uncommitted and the next owner of the partition reads the records again (idempotency keys
+make that harmless). A record the store could not take stops its partition's commit there
+and the consumer seeks back to it. Poison is produced to the dead-letter topic with
+`tidings-reason` and `tidings-detail` headers, and waited for, before the offset moves on.
+
+URL: `kafka://host:9092[,host2:9092]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+
+from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
+
+
+def bootstrap_servers(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+class KafkaDelivery(Delivery):
+    def __init__(self, record: ConsumerRecord, producer: AIOKafkaProducer, dead_topic: str,
+                 source: str):
+        self.record = record
+        self.body = record.value
+        self.where = f"{record.topic}[{record.partition}]@{record.offset}"
+        self.retried = False
+        self._producer = producer
+        self._dead_topic = dead_topic
+        self._source = source
+
+    async def ack(self) -> None:
+        """Nothing yet: the batch's offsets are committed once every record is settled."""
+
+    async def dead_letter(self, reason: str, detail: str) -> None:
+        headers = list(self.record.headers or ()) + [
+            ("tidings-reason", reason.encode()), ("tidings-detail", detail[:1000].encode()),
+            ("tidings-source", self._source.encode()), ("tidings-origin", self.where.encode())]
+        await self._producer.send_and_wait(self._dead_topic, self.record.value,
+                                           key=self.record.key, headers=headers)
+
+    async def retry(self) -> None:
+        self.retried = True
+
+
+class KafkaSource(IngestSource):
+    async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
+        config = self.config
+        servers = bootstrap_servers(config.url)
+        consumer = AIOKafkaConsumer(
+            config.queue, bootstrap_servers=servers, group_id=config.group,
+            client_id=f"tidings-{self.node}", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=config.max_in_flight,
+            session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+            metadata_max_age_ms=5_000,  # a topic created after the start is seen within 5 s
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all",
+                                    client_id=f"tidings-{self.node}-dead-letter")
+        await producer.start()
+        try:
+            await consumer.start()
+            connected()
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000,
+                                                 max_records=config.max_in_flight)
+                deliveries = [KafkaDelivery(record, producer, config.dead_letter_name,
+                                            self.name)
+                              for records in batches.values() for record in records]
+                if deliveries:
+                    await asyncio.gather(*(handle(d) for d in deliveries))
+                    await self._commit(consumer, deliveries)
+        finally:
+            await consumer.stop()  # leaves the group: its partitions move at once
+            await producer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, deliveries: list[KafkaDelivery]) -> None:
+        """Commit each partition up to its first unsettled record; seek back to that one."""
+        upto: dict[TopicPartition, int] = {}
+        rewind: dict[TopicPartition, int] = {}
+        for delivery in deliveries:
+            record = delivery.record
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in rewind:
+                continue
+            if delivery.retried:
+                rewind[tp] = record.offset
+            else:
+                upto[tp] = record.offset + 1
+        try:
+            if upto:
+                await consumer.commit(upto)
+            if rewind:
+                await asyncio.sleep(RETRY_DELAY)
+                for tp, offset in rewind.items():
+                    consumer.seek(tp, offset)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError):
+            # the partitions moved to another node meanwhile: it reads the batch again
+            return
