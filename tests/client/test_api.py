@@ -92,7 +92,6 @@ async def test_a_port_nobody_listens_on_is_unreachable():
             await api.info()
 
 
-@pytest.mark.xfail(strict=True, reason="GET /api/inbox comes with the message center (branch inbox)")
 async def test_inbox_returns_the_users_message_center(server):
     async with ApiClient(server.url) as api:
         await api.send("bob", {"text": "invoice ready"}, source="billing")

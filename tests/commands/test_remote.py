@@ -91,7 +91,6 @@ async def test_no_node_there_exits_3(tidings):
     assert result.returncode == 3 and "did not answer" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="GET /api/inbox comes with the message center (branch inbox)")
 async def test_inbox_prints_the_users_message_center(tidings, keyed):
     await tidings("send", "bob", '{"text":"invoice"}', "--source", "billing", env=_env(keyed))
     result = await tidings("inbox", "bob", "--json", env=_env(keyed))

@@ -31,6 +31,5 @@ def test_tidings_js_client_against_a_real_node():
     run_node_tests("tidings.test.mjs")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the inbox branch")
 def test_offline_queue_idempotency_key_is_deduplicated_by_the_node():
     run_node_tests("idempotency.test.mjs")

@@ -82,6 +82,13 @@ function start(who) {
   client.on("recovered", ({ count }) => setStatus("connected", t("recovered", { n: count })));
   client.on("disconnected", (d) => { if (!d.reconnect) setStatus("disconnected", t("disconnected", { reason: d.reason || d.code })); });
   client.on("error", (err) => toast(t("error", { code: err.code, message: err.reason })));
+  // the overall unread badge on the message center's tab, kept by every tab of the page
+  const inboxTab = document.getElementById("tab-inbox");
+  client.on("inbox", (counts) => {
+    inboxTab.querySelector(".badge")?.remove();
+    if (counts.unread) inboxTab.append(h("span", { class: "badge unread", id: "inbox-total" }, String(counts.unread)));
+  });
+  client.on("connected", () => client.inbox({ limit: 1 }).catch(() => {}));
   client.connect();
   show(view);
 }
@@ -146,6 +153,17 @@ function messageList(channel, { keep = () => true, label = (pub) => pub.sender |
 function textOf(data) {
   if (data && typeof data === "object" && typeof data.text === "string") return data.text;
   return JSON.stringify(data);
+}
+
+/** A message-center entry: its title (or text), body and a link, if the backend sent them. */
+function notification(data) {
+  const fields = data && typeof data === "object" ? data : {};
+  const title = typeof fields.title === "string" ? fields.title : textOf(data);
+  const body = typeof fields.body === "string" ? h("span", { class: "body" }, fields.body) : null;
+  // only links of this site or the web: never javascript: or data: URLs
+  const safe = typeof fields.link === "string" && /^(\/(?!\/)|https?:\/\/)/.test(fields.link);
+  const link = safe ? h("a", { href: fields.link, rel: "noopener noreferrer" }, t("open")) : null;
+  return h("span", { class: "text" }, h("span", { class: "title" }, title), body, link);
 }
 
 function composer(placeholder, onSend, id) {
@@ -371,11 +389,18 @@ function inboxView(main) {
     const page = await client.inbox({ source, limit: 50 });
     const list = h("ol", { class: "messages", id: "inbox-messages" }, page.messages.map((m) =>
       h("li", { "data-offset": m.offset, class: m.read ? "read" : "unread" },
-        h("span", { class: "text" }, textOf(m.data)),
+        notification(m.data),
+        h("time", { class: "when" }, new Date(m.time).toLocaleString()),
         m.read ? h("span", {}, "") : h("button", { class: "mark-read", onclick: () => client.read({ offset: m.offset }).then(() => open(source)) }, t("markRead")))));
-    pane.replaceChildren(h("h2", {}, source), h("button", { id: "read-all", onclick: () => client.read({ source }).then(() => open(source)) }, t("markAllRead")), list);
+    const empty = page.messages.length ? null : h("p", { class: "empty" }, t("noMessages"));
+    pane.replaceChildren(h("h2", {}, source), h("button", { id: "read-all", onclick: () => client.read({ source }).then(() => open(source)) }, t("markAllRead")), empty || list);
   }
-  const offCounts = client.on("inbox", (c) => { counts = c; drawSources(); if (current) open(current); });
+  const offCounts = client.on("inbox", (c) => {
+    counts = c;
+    drawSources();
+    const first = current && c.sources[current] ? current : Object.keys(c.sources)[0];
+    if (first) open(first);
+  });
   const offPub = client.personal?.on("publication", (pub) => { if (pub.source) client.inbox({ limit: 1 }).catch(() => {}); });
   const load = () => client.inbox({ limit: 1 }).then((c) => { counts = c; drawSources(); if (current || Object.keys(c.sources)[0]) open(current || Object.keys(c.sources)[0]); })
     .catch((e) => pane.replaceChildren(h("p", { class: "empty" }, t("error", { code: e.code, message: e.reason }))));

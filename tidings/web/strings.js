@@ -51,6 +51,8 @@ export const STRINGS = {
     sources: "Sources",
     markRead: "Mark read",
     markAllRead: "Mark all read",
+    noMessages: "No messages from this source.",
+    open: "Open",
   },
   zh: {
     title: "Tidings",
@@ -102,6 +104,8 @@ export const STRINGS = {
     sources: "来源",
     markRead: "标为已读",
     markAllRead: "全部标为已读",
+    noMessages: "该来源暂无消息。",
+    open: "打开",
   },
 };
 

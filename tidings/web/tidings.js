@@ -116,6 +116,11 @@ export function parseVoiceFrame(data) {
  * A participant attaching a channel the socket already has gets what it missed from
  * history, so each tab recovers from its own position.
  */
+/** Counts of a user's inbox, as `inbox` replies, read-state replies and pushes carry them. */
+function isInboxCounts(result) {
+  return !!result && result.version !== undefined && !!result.sources && result.unread !== undefined;
+}
+
 class Switchboard extends Emitter {
   constructor(url, options) {
     super();
@@ -216,8 +221,11 @@ class Switchboard extends Emitter {
     if (msg.id != null && this.pending.has(msg.id)) {
       const { resolve, reject } = this.pending.get(msg.id);
       this.pending.delete(msg.id);
-      if (msg.error) reject(new TidingsError(msg.error.code, msg.error.message));
-      else resolve(msg[Object.keys(msg).find((key) => key !== "id")]);
+      if (msg.error) { reject(new TidingsError(msg.error.code, msg.error.message)); return; }
+      const result = msg[Object.keys(msg).find((key) => key !== "id")];
+      resolve(result);
+      // inbox counts in a reply are news for every tab on this socket, not only the asker
+      if (isInboxCounts(result)) this.emit("frame", { inbox: result });
       return;
     }
     if (msg.ping) { this._send({ pong: {} }); return; }
@@ -779,7 +787,7 @@ export class Client extends Emitter {
 
   async _counted(reply) {
     const result = await reply;
-    if (result.version !== undefined && result.sources && result.unread !== undefined) this._inboxCounts(result);
+    if (isInboxCounts(result)) this._inboxCounts(result);
     return result;
   }
 
