@@ -56,11 +56,13 @@ async def test_unreachable_services_exit_3_naming_each_with_the_password_masked(
 @pytest.mark.parametrize(("env", "says"), [
     ({"TIDINGS_PORT": "abc"}, "port"),
     ({"TIDINGS_HOST": "0.0.0.0"}, "without auth"),
-    ({"TIDINGS_STORE": "mysql://x"}, "unknown store URL scheme"),
+    ({"TIDINGS_STORE": "oracle://x"}, "unknown store URL scheme"),
+    ({"TIDINGS_STORE": "mysql://x"}, "the URL must name a database"),
     ({"TIDINGS_BROKER": "kafka9://x"}, "unknown broker URL scheme"),
     ({"TIDINGS_JWT_PUBLIC_KEY": "/nonexistent/jwt.pem"}, "jwt_public_key"),
     ({"TIDINGS_LOG_FORMAT": "xml"}, "log_format"),
-], ids=["bad-value", "public-without-auth", "store-scheme", "broker-scheme", "key-file", "log-format"])
+], ids=["bad-value", "public-without-auth", "store-scheme", "store-url", "broker-scheme", "key-file",
+       "log-format"])
 async def test_a_wrong_configuration_exits_2_saying_what(tidings, env, says):
     result = await tidings("check", env=env)
     assert result.returncode == 2

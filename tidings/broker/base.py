@@ -73,9 +73,16 @@ class Broker(ABC):
         return True
 
     def _deliver(self, channel: str, payload: bytes) -> None:
-        """Backends call this for every message that arrives on a subscribed channel."""
+        """Backends call this for every message that arrives on a subscribed channel.
+
+        A node that fails handling one message is a bug to log and count, not a reason to
+        drop the connection: the reader goes on with the next message.
+        """
         self.received += 1
-        self._handler(channel, payload)
+        try:
+            self._handler(channel, payload)
+        except Exception as exc:
+            self.supervisor.failed("deliver", exc)
 
     async def _reconnected(self, *, resubscribed: bool = False) -> None:
         """Backends call this after a lost connection is back: resubscribe, then tell the node.
