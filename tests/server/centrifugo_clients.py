@@ -31,9 +31,10 @@ class CentrifugeJs:
 
     def __init__(self, proc: asyncio.subprocess.Process):
         self.proc = proc
-        self.events: asyncio.Queue = asyncio.Queue()
+        self.arrived = asyncio.Event()
+        self.taken: set[int] = set()  # indexes in `log` that event() returned
         self.refs = itertools.count(1)
-        self.log: list[dict] = []  # every event, for a failing test's report
+        self.log: list[dict] = []  # every event but replies to calls
         self.calls: dict[int, asyncio.Future] = {}
         self.reader = asyncio.create_task(self._read())
 
@@ -47,24 +48,30 @@ class CentrifugeJs:
     async def _read(self) -> None:
         while line := await self.proc.stdout.readline():
             event = json.loads(line)
-            self.log.append(event)
             waiting = self.calls.pop(event.get("ref"), None)
             if waiting is not None:
                 waiting.set_result(event)
             else:
-                self.events.put_nowait(event)
+                self.log.append(event)
+                self.arrived.set()
 
     async def do(self, op: str, **params) -> None:
         self.proc.stdin.write((json.dumps({"op": op, **params}) + "\n").encode())
         await self.proc.stdin.drain()
 
     async def event(self, kind: str, timeout: float = 10, **match) -> dict:
-        """The next event of `kind` (whose fields equal `match`); others are dropped."""
+        """The oldest event of `kind` (whose fields equal `match`) not taken yet; events of
+        other kinds or fields stay for later calls."""
         deadline = time.monotonic() + timeout
         while True:
-            event = await asyncio.wait_for(self.events.get(), deadline - time.monotonic())
-            if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
-                return event
+            for index in range(len(self.log)):
+                event = self.log[index]
+                if index not in self.taken and event["event"] == kind and all(
+                        event.get(k) == v for k, v in match.items()):
+                    self.taken.add(index)
+                    return event
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), deadline - time.monotonic())
 
     async def call(self, op: str, timeout: float = 10, **params) -> dict:
         """A command's result; AssertionError with the error when it failed."""

@@ -7,9 +7,11 @@ import asyncio
 import uuid
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.conftest import running_node, settings_for
+from tidings.node import Node
 from tests.server.centrifugo_clients import (  # noqa: F401  (fixture)
     SECRET,
     CentrifugoCallFailed,
@@ -56,3 +58,154 @@ async def test_centrifuge_js_connects_subscribes_publishes_and_reads_history(sec
     history = await alice.call("history", channel=room, options={"limit": 10})
     assert [p["data"] for p in history["publications"]] == [{"text": "hello"}]
     assert history["offset"] == 1 and history["epoch"] == subscribed["epoch"]
+
+
+@pytest.mark.parametrize("format", FORMATS)
+async def test_presence_presence_stats_and_join_leave_between_two_sdk_clients(secured,
+                                                                              centrifuge_js,
+                                                                              format):
+    room = _room()
+    protobuf = format == "protobuf"
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice"), protobuf=protobuf)
+    bob = await centrifuge_js(ws_url(secured.port), token=token("bob"), protobuf=protobuf)
+    await alice.subscribe(room)
+    await alice.event("join", channel=room, user="alice")
+    await bob.subscribe(room)
+    joined = await alice.event("join", channel=room, user="bob")
+    presence = await alice.call("presence", channel=room)
+    assert sorted(info["user"] for info in presence.values()) == ["alice", "bob"]
+    assert presence[joined["client"]] == {"user": "bob", "client": joined["client"]}
+    stats = await bob.call("presenceStats", channel=room)
+    assert stats == {"numClients": 2, "numUsers": 2}
+    await bob.do("unsubscribe", channel=room)
+    left = await alice.event("leave", channel=room)
+    assert (left["user"], left["client"]) == ("bob", joined["client"])
+    stats = await alice.call("presenceStats", channel=room)
+    assert stats["numClients"] == 1
+
+
+@pytest.mark.parametrize("format", FORMATS)
+async def test_server_side_subscriptions_carry_direct_messages_and_broadcasts(secured,
+                                                                              centrifuge_js,
+                                                                              format):
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice"),
+                                protobuf=format == "protobuf")
+    await _api(secured, "send", {"user": "alice", "data": {"dm": 1}, "source": "billing"})
+    dm = await alice.event("publication", channel="user:alice")
+    assert (dm["server"], dm["data"], dm["tags"]) == (True, {"dm": 1}, {"source": "billing"})
+    await _api(secured, "broadcast", {"data": {"all": 1}})
+    everyone = await alice.event("publication", channel="broadcast")
+    assert (everyone["server"], everyone["data"]) == (True, {"all": 1})
+
+
+async def test_a_connection_token_is_refreshed_before_it_expires(secured, centrifuge_js):
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice", ttl=3),
+                                getToken=True)
+    await alice.event("getToken", timeout=10)  # asked ahead of the expiry the reply gave
+    await alice.do("token", token=token("alice", ttl=3600))
+    await asyncio.sleep(3.5)  # past the first token's expiry
+    await _api(secured, "send", {"user": "alice", "data": {"still": "here"}})
+    pub = await alice.event("publication", channel="user:alice")
+    assert pub["data"] == {"still": "here"}
+    assert not [e for e in alice.log if e["event"] in ("disconnected", "connecting")][1:]
+
+
+async def test_an_expired_token_is_replaced_by_get_token_and_the_client_connects(secured,
+                                                                                  centrifuge_js):
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice", ttl=-10),
+                                getToken=True, wait=False)
+    await alice.event("getToken")
+    await alice.do("token", token=token("alice"))
+    await alice.event("connected")
+
+
+async def test_a_bad_token_stops_the_sdk_with_invalid_token(secured, centrifuge_js):
+    forged = token("alice").rsplit(".", 1)[0] + ".forged"
+    mallory = await centrifuge_js(ws_url(secured.port), token=forged, wait=False)
+    disconnected = await mallory.event("disconnected")
+    assert disconnected["code"] == 101  # the connect error (unauthorized); then closed with 3500
+    await asyncio.sleep(0.5)  # a reconnect would come within 300 ms
+    assert [e["event"] for e in mallory.log] == ["connecting", "disconnected"]
+
+
+async def test_errors_carry_centrifugo_codes(secured, centrifuge_js):
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice"))
+    with pytest.raises(CentrifugoCallFailed) as denied:
+        await alice.call("publish", channel="broadcast", data={"x": 1})
+    assert denied.value.code == 103  # permission denied: only the server API broadcasts
+    with pytest.raises(CentrifugoCallFailed) as unknown:
+        await alice.call("history", channel="nowhere:x", options={"limit": 1})
+    assert unknown.value.code == 102
+    with pytest.raises(CentrifugoCallFailed) as presence:
+        await alice.call("presence", channel="user:alice")
+    assert presence.value.code == 102  # the user namespace has no presence
+    with pytest.raises(CentrifugoCallFailed) as rpc:
+        await alice.call("rpc", method="nosuch", data={})
+    assert rpc.value.code == 104
+
+
+async def test_rpc_reaches_the_message_center_and_direct_messages(secured, centrifuge_js):
+    alice = await centrifuge_js(ws_url(secured.port), token=token("alice"))
+    bob = await centrifuge_js(ws_url(secured.port), token=token("bob"))
+    sent = await alice.call("rpc", method="send", data={"user": "bob", "data": {"hi": 2}})
+    assert sent["offset"] >= 1
+    pub = await bob.event("publication", channel="user:bob")
+    assert (pub["data"], pub["user"]) == ({"hi": 2}, "alice")
+    inbox = await bob.call("rpc", method="inbox", data={})
+    assert isinstance(inbox, dict)
+
+
+async def _publish_while_no_one_listens(settings, channel: str, values: list) -> None:
+    """Publications made by the node's own pipeline while its port is closed."""
+    node = Node(settings)
+    await node.start()
+    try:
+        for value in values:
+            await node.publish(node.channel(channel), orjson.dumps(value), sender="bob")
+    finally:
+        await node.stop()
+
+
+@pytest.mark.parametrize("format", FORMATS)
+async def test_after_a_node_restart_the_sdk_recovers_exactly_what_it_missed(tmp_path,
+                                                                           centrifuge_js,
+                                                                           format):
+    settings = settings_for(tmp_path, jwt_secret=SECRET, api_key="k")
+    room = _room()
+    async with running_node(settings) as server:
+        alice = await centrifuge_js(ws_url(server.port), token=token("alice"),
+                                    protobuf=format == "protobuf")
+        first = await alice.event("subscribed", channel="user:alice")
+        assert (first["server"], first["wasRecovering"]) == (True, False)
+        await alice.subscribe(room)
+        await _api(server, "publish", {"channel": room, "data": 1})
+        await _api(server, "send", {"user": "alice", "data": "dm-1"})
+        assert (await alice.event("publication", channel=room))["data"] == 1
+        assert (await alice.event("publication", channel="user:alice"))["data"] == "dm-1"
+    await alice.event("connecting")
+    await _publish_while_no_one_listens(settings, room, [2, 3])
+    await _publish_while_no_one_listens(settings, "user:alice", ["dm-2"])
+    async with running_node(settings):
+        again = await alice.event("subscribed", channel=room, timeout=20)
+        assert (again["wasRecovering"], again["recovered"]) == (True, True)
+        personal = await alice.event("subscribed", channel="user:alice")
+        assert (personal["server"], personal["wasRecovering"], personal["recovered"]) == (
+            True, True, True)
+        assert [p["data"] for p in await alice.publications(2, channel=room)] == [2, 3]
+        assert (await alice.event("publication", channel="user:alice"))["data"] == "dm-2"
+        await alice.no_publication()
+
+
+async def test_a_position_that_is_gone_subscribes_with_recovered_false(tmp_path, centrifuge_js):
+    settings = settings_for(tmp_path, jwt_secret=SECRET, api_key="k",
+                            namespaces={"room": {"history_size": 2}})
+    room = _room()
+    async with running_node(settings) as server:
+        alice = await centrifuge_js(ws_url(server.port), token=token("alice"))
+        await alice.subscribe(room)
+    await alice.event("connecting")
+    await _publish_while_no_one_listens(settings, room, [1, 2, 3, 4])  # 1 and 2 trimmed
+    async with running_node(settings):
+        again = await alice.event("subscribed", channel=room, timeout=20)
+        assert (again["wasRecovering"], again["recovered"]) == (True, False)
+        assert again["offset"] == 4
