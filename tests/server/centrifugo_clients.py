@@ -9,8 +9,12 @@ import json
 import time
 from pathlib import Path
 
+import aiohttp
 import jwt
+import orjson
 import pytest
+
+from tidings.node import Node
 
 JS = Path(__file__).parent.parent / "js"
 SECRET = "centrifugo-test-secret-of-32-bytes-or-more"
@@ -24,6 +28,24 @@ def token(user: str, ttl: float = 3600, **claims) -> str:
 def ws_url(port: int, **query: str) -> str:
     params = "&".join(f"{k}={v}" for k, v in query.items())
     return f"ws://127.0.0.1:{port}/connection/websocket" + (f"?{params}" if params else "")
+
+
+async def api(server, method: str, body: dict) -> dict:
+    async with aiohttp.ClientSession(headers={"Authorization": "apikey k"}) as http:
+        async with http.post(f"{server.url}/api/{method}", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+
+async def publish_offline(settings, channel: str, values: list) -> None:
+    """Publications made by the node's own pipeline while its port is closed."""
+    node = Node(settings)
+    await node.start()
+    try:
+        for value in values:
+            await node.publish(node.channel(channel), orjson.dumps(value), sender="bob")
+    finally:
+        await node.stop()
 
 
 class CentrifugeJs:

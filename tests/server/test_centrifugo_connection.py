@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aiohttp
-import orjson
 import pytest
 
 from tests.conftest import running_node, settings_for
-from tidings.node import Node
 from tests.server.centrifugo_clients import (  # noqa: F401  (fixture)
     SECRET,
     CentrifugoCallFailed,
+    api,
     centrifuge_js,
+    publish_offline,
     token,
     ws_url,
 )
@@ -33,13 +32,6 @@ async def secured(tmp_path):
 
 def _room() -> str:
     return f"room:cf-{uuid.uuid4().hex[:8]}"
-
-
-async def _api(server, method: str, body: dict) -> dict:
-    async with aiohttp.ClientSession(headers={"Authorization": "apikey k"}) as http:
-        async with http.post(f"{server.url}/api/{method}", json=body) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -90,10 +82,10 @@ async def test_server_side_subscriptions_carry_direct_messages_and_broadcasts(se
                                                                               format):
     alice = await centrifuge_js(ws_url(secured.port), token=token("alice"),
                                 protobuf=format == "protobuf")
-    await _api(secured, "send", {"user": "alice", "data": {"dm": 1}, "source": "billing"})
+    await api(secured, "send", {"user": "alice", "data": {"dm": 1}, "source": "billing"})
     dm = await alice.event("publication", channel="user:alice")
     assert (dm["server"], dm["data"], dm["tags"]) == (True, {"dm": 1}, {"source": "billing"})
-    await _api(secured, "broadcast", {"data": {"all": 1}})
+    await api(secured, "broadcast", {"data": {"all": 1}})
     everyone = await alice.event("publication", channel="broadcast")
     assert (everyone["server"], everyone["data"]) == (True, {"all": 1})
 
@@ -104,7 +96,7 @@ async def test_a_connection_token_is_refreshed_before_it_expires(secured, centri
     await alice.event("getToken", timeout=10)  # asked ahead of the expiry the reply gave
     await alice.do("token", token=token("alice", ttl=3600))
     await asyncio.sleep(3.5)  # past the first token's expiry
-    await _api(secured, "send", {"user": "alice", "data": {"still": "here"}})
+    await api(secured, "send", {"user": "alice", "data": {"still": "here"}})
     pub = await alice.event("publication", channel="user:alice")
     assert pub["data"] == {"still": "here"}
     assert not [e for e in alice.log if e["event"] in ("disconnected", "connecting")][1:]
@@ -155,17 +147,6 @@ async def test_rpc_reaches_the_message_center_and_direct_messages(secured, centr
     assert isinstance(inbox, dict)
 
 
-async def _publish_while_no_one_listens(settings, channel: str, values: list) -> None:
-    """Publications made by the node's own pipeline while its port is closed."""
-    node = Node(settings)
-    await node.start()
-    try:
-        for value in values:
-            await node.publish(node.channel(channel), orjson.dumps(value), sender="bob")
-    finally:
-        await node.stop()
-
-
 @pytest.mark.parametrize("format", FORMATS)
 async def test_after_a_node_restart_the_sdk_recovers_exactly_what_it_missed(tmp_path,
                                                                            centrifuge_js,
@@ -178,13 +159,13 @@ async def test_after_a_node_restart_the_sdk_recovers_exactly_what_it_missed(tmp_
         first = await alice.event("subscribed", channel="user:alice")
         assert (first["server"], first["wasRecovering"]) == (True, False)
         await alice.subscribe(room)
-        await _api(server, "publish", {"channel": room, "data": 1})
-        await _api(server, "send", {"user": "alice", "data": "dm-1"})
+        await api(server, "publish", {"channel": room, "data": 1})
+        await api(server, "send", {"user": "alice", "data": "dm-1"})
         assert (await alice.event("publication", channel=room))["data"] == 1
         assert (await alice.event("publication", channel="user:alice"))["data"] == "dm-1"
     await alice.event("connecting")
-    await _publish_while_no_one_listens(settings, room, [2, 3])
-    await _publish_while_no_one_listens(settings, "user:alice", ["dm-2"])
+    await publish_offline(settings, room, [2, 3])
+    await publish_offline(settings, "user:alice", ["dm-2"])
     async with running_node(settings):
         again = await alice.event("subscribed", channel=room, timeout=20)
         assert (again["wasRecovering"], again["recovered"]) == (True, True)
@@ -204,7 +185,7 @@ async def test_a_position_that_is_gone_subscribes_with_recovered_false(tmp_path,
         alice = await centrifuge_js(ws_url(server.port), token=token("alice"))
         await alice.subscribe(room)
     await alice.event("connecting")
-    await _publish_while_no_one_listens(settings, room, [1, 2, 3, 4])  # 1 and 2 trimmed
+    await publish_offline(settings, room, [1, 2, 3, 4])  # 1 and 2 trimmed
     async with running_node(settings):
         again = await alice.event("subscribed", channel=room, timeout=20)
         assert (again["wasRecovering"], again["recovered"]) == (True, False)
