@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 
 from tidings.errors import CloseCode
 from tidings.protocol import centrifugo as cf
-from tidings.server import websocket
+from tidings.server import centrifugo_api, websocket
 from tidings.server.centrifugo_connection import CentrifugoConnection
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
@@ -49,4 +49,4 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app.add_routes([web.get(PATH, handle)])
+    app.add_routes([web.get(PATH, handle), *centrifugo_api.routes()])
