@@ -7,6 +7,9 @@ Socket.IO (Node and python-socketio alike) speaks Engine.IO 4 over a raw WebSock
 
 from __future__ import annotations
 
+import base64
+import time
+
 import orjson
 
 
@@ -177,5 +180,150 @@ class WebStomp(Stomp):
     credentials = (("login", "guest"), ("passcode", "guest"))
 
 
+class Centrifugo:
+    """Centrifugo's client protocol in JSON, as Tidings serves it at /connection/websocket."""
+
+    path = pub_path = "/connection/websocket"
+    acknowledges = True
+    binary = False
+
+    @staticmethod
+    def token(user: str) -> str:
+        """A JWT for `user`: the benchmark's node runs without auth, so its `sub` is read
+        and its signature never checked (and this venv needs no JWT library)."""
+        def part(value: dict) -> str:
+            return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+        claims = {"sub": user, "exp": int(time.time()) + 86_400}
+        return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+    @classmethod
+    def connect(cls, user: str, n: int) -> bytes | None:
+        return orjson.dumps({"id": n, "connect": {"token": cls.token(user)}})
+
+    @staticmethod
+    def join(room: str, n: int) -> bytes:
+        return orjson.dumps({"id": n, "subscribe": {"channel": room}})
+
+    @staticmethod
+    def publish(room: str, data: dict, n: int) -> bytes:
+        return orjson.dumps({"id": n, "publish": {"channel": room, "data": data}})
+
+    send = None
+
+    @staticmethod
+    def data(payload: bytes) -> dict:
+        return orjson.loads(payload)["push"]["pub"]["data"]
+
+    @staticmethod
+    def read(payload: bytes) -> tuple[str, object]:
+        if payload.startswith(b'{"push":{"pub"'):
+            return "pub", None
+        if payload.startswith(b'{"id"'):
+            return "reply", orjson.loads(payload)["id"]
+        if payload == b"{}":
+            return "ping", b"{}"
+        return "other", None
+
+
+class CentrifugoProtobuf(Centrifugo):
+    """The same commands as length-delimited Protobuf in binary frames (`?format=protobuf`).
+
+    The few messages the benchmark needs are written and read by hand (field numbers from
+    tidings/protocol/centrifugo.proto), so the load generator's venv needs no protobuf."""
+
+    path = pub_path = "/connection/websocket?format=protobuf"
+    binary = True
+
+    @staticmethod
+    def command(n: int, field: int, body: bytes) -> bytes:
+        message = b"\x08" + _varint(n) + _bytes_field(field, body)
+        return _varint(len(message)) + message
+
+    @classmethod
+    def connect(cls, user: str, n: int) -> bytes | None:
+        return cls.command(n, 4, _bytes_field(1, cls.token(user).encode()))
+
+    @classmethod
+    def join(cls, room: str, n: int) -> bytes:
+        return cls.command(n, 5, _bytes_field(1, room.encode()))
+
+    @classmethod
+    def publish(cls, room: str, data: dict, n: int) -> bytes:
+        return cls.command(n, 7, _bytes_field(1, room.encode())
+                           + _bytes_field(2, orjson.dumps(data)))
+
+    @staticmethod
+    def reply(payload: bytes) -> dict:
+        _, start = _read_varint(payload, 0)  # the length prefix
+        return _fields(payload[start:])
+
+    @classmethod
+    def data(cls, payload: bytes) -> dict:
+        push = _fields(cls.reply(payload)[4])  # Reply.push
+        return orjson.loads(_fields(push[4])[4])  # Push.pub, Publication.data
+
+    @classmethod
+    def read(cls, payload: bytes) -> tuple[str, object]:
+        """Cheap for pushes, like the JSON prefix test: a few tag bytes, no parsing."""
+        if payload == b"\x00":
+            return "ping", b"\x00"
+        _, pos = _read_varint(payload, 0)  # the length prefix
+        tag = payload[pos]
+        if tag == 0x08:  # Reply.id: a reply
+            return "reply", _read_varint(payload, pos + 1)[0]
+        if tag == 0x22:  # Reply.push
+            _, pos = _read_varint(payload, pos + 1)
+            if payload[pos] == 0x12:  # Push.channel, then the kind of push
+                size, pos = _read_varint(payload, pos + 1)
+                pos += size
+            if payload[pos] == 0x22:  # Push.pub
+                return "pub", None
+        return "other", None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _bytes_field(number: int, body: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> dict:
+    """Field number -> value (int for varints, bytes for the rest) of one message."""
+    out: dict = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        kind = key & 7
+        if kind == 0:
+            out[key >> 3], pos = _read_varint(data, pos)
+        elif kind == 2:
+            size, pos = _read_varint(data, pos)
+            out[key >> 3], pos = data[pos:pos + size], pos + size
+        elif kind == 1:
+            out[key >> 3], pos = data[pos:pos + 8], pos + 8
+        else:
+            out[key >> 3], pos = data[pos:pos + 4], pos + 4
+    return out
+
+
 PROTOCOLS = {"tidings": Tidings, "socketio": SocketIO, "bare": Bare, "stomp": Stomp,
-             "webstomp": WebStomp}
+             "webstomp": WebStomp, "centrifugo": Centrifugo,
+             "centrifugo-protobuf": CentrifugoProtobuf}
