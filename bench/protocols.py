@@ -180,8 +180,9 @@ class WebStomp(Stomp):
     credentials = (("login", "guest"), ("passcode", "guest"))
 
 
-class Centrifugo:
-    """Centrifugo's client protocol in JSON, as Tidings serves it at /connection/websocket."""
+class Centrifugo(Tidings):
+    """Centrifugo's client protocol in JSON, as Tidings serves it at /connection/websocket:
+    `subscribe` and `publish` are written as for the native protocol."""
 
     path = pub_path = "/connection/websocket"
     acknowledges = True
@@ -199,14 +200,6 @@ class Centrifugo:
     @classmethod
     def connect(cls, user: str, n: int) -> bytes | None:
         return orjson.dumps({"id": n, "connect": {"token": cls.token(user)}})
-
-    @staticmethod
-    def join(room: str, n: int) -> bytes:
-        return orjson.dumps({"id": n, "subscribe": {"channel": room}})
-
-    @staticmethod
-    def publish(room: str, data: dict, n: int) -> bytes:
-        return orjson.dumps({"id": n, "publish": {"channel": room, "data": data}})
 
     send = None
 

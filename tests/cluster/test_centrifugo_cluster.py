@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from tests.cluster.conftest import Cluster, broker_url, clean_broker, drop_schema
+from tests.cluster.conftest import running_cluster
 from tests.server.centrifugo_clients import centrifuge_js, token, ws_url  # noqa: F401
 from tests.server.conftest import RawStomp
 
@@ -18,15 +18,8 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture
 async def pair():
-    tag = f"t{uuid.uuid4().hex[:10]}"
-    running = Cluster("redis", broker_url("redis", tag), tag, size=2)
-    await asyncio.get_running_loop().run_in_executor(None, running.start)
-    try:
+    async with running_cluster("redis", size=2) as running:
         yield running
-    finally:
-        running.stop()
-        await drop_schema(tag)
-        await clean_broker("redis", tag)
 
 
 @pytest.mark.parametrize("stop", ["sigkill", "restart"])
