@@ -9,6 +9,7 @@ import pytest
 import websockets
 
 from tests.conftest import running_node, settings_for
+from tests.server.centrifugo_clients import SECRET, token
 from tidings.protocol import centrifugo as cf
 from tidings.protocol import centrifugo_pb2 as pb
 
@@ -135,3 +136,37 @@ async def test_a_malformed_request_gets_bad_request_and_the_connection_stays(nod
     assert replies[2]["error"]["code"] == 107
     assert replies[3] == {"id": 3, "ping": {}}
     await ws.close()
+
+
+@pytest.fixture
+async def tokens_node(tmp_path):
+    settings = settings_for(tmp_path, jwt_secret=SECRET,
+                            namespaces={"vip": {"subscribe": "token"}})
+    async with running_node(settings) as s:
+        yield s
+
+
+async def test_subscription_and_connection_tokens_are_refreshed(tokens_node):
+    ws = await websockets.connect(f"ws://127.0.0.1:{tokens_node.port}/connection/websocket",
+                                  ping_interval=None)
+    short = token("alice", ttl=60)
+    await ws.send(orjson.dumps({"id": 1, "connect": {"token": short}}).decode())
+    connected = (await _until(ws, 1))[1]["connect"]
+    assert connected["expires"] is True and 0 < connected["ttl"] <= 60
+    await ws.send(orjson.dumps({"id": 2, "subscribe": {"channel": "vip:lounge"}}).decode())
+    await ws.send(orjson.dumps({"id": 3, "subscribe": {
+        "channel": "vip:lounge", "token": token("alice", ttl=30, channel="vip:lounge")}}).decode())
+    replies = await _until(ws, 3)
+    assert replies[2]["error"]["code"] == 103  # no subscription token
+    assert replies[3]["subscribe"]["expires"] is True and replies[3]["subscribe"]["ttl"] <= 30
+    await ws.send(orjson.dumps({"id": 4, "sub_refresh": {
+        "channel": "vip:lounge", "token": token("alice", ttl=900, channel="vip:lounge")}}).decode())
+    await ws.send(orjson.dumps({"id": 5, "refresh": {"token": token("alice", ttl=3600)}}).decode())
+    await ws.send(orjson.dumps({"id": 6, "refresh": {"token": token("alice", ttl=-5)}}).decode())
+    replies = await _until(ws, 6)
+    assert 30 < replies[4]["sub_refresh"]["ttl"] <= 900
+    assert 900 < replies[5]["refresh"]["ttl"] <= 3600
+    assert replies[6]["error"]["code"] == 109  # expired: the SDK asks for another token
+    await ws.send(orjson.dumps({"id": 7, "refresh": {"token": token("mallory")}}).decode())
+    await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 3500  # another user's token: invalid token, do not reconnect

@@ -101,6 +101,11 @@ class CentrifugoSession(Session):
     _last_ping = 0.0
     _awaiting_pong = False
 
+    @property
+    def token_expires(self) -> int | None:
+        """When the connection token (not a subscription token) expires, unix seconds."""
+        return self._token_expires
+
     def keepalive(self, now: float) -> None:
         settings = self.node.settings
         if self._awaiting_pong and self.last_seen < self._last_ping:
@@ -226,7 +231,7 @@ class CentrifugoConnection:
             "subs": {name: _subscribe_result(sub, name in recover)
                      for name, sub in result["subs"].items()},
         }
-        out.update(self._expiry(self.session._token_expires))
+        out.update(self._expiry(self.session.token_expires))
         return out
 
     async def _subscribe(self, req: cf.Subscribe) -> dict:
