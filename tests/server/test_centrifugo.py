@@ -170,3 +170,10 @@ async def test_subscription_and_connection_tokens_are_refreshed(tokens_node):
     await ws.send(orjson.dumps({"id": 7, "refresh": {"token": token("mallory")}}).decode())
     await asyncio.wait_for(ws.wait_closed(), 5)
     assert ws.close_code == 3500  # another user's token: invalid token, do not reconnect
+
+
+async def test_a_second_connect_is_a_bad_request(node):
+    ws = await _json_socket(node)
+    await ws.send('{"id":1,"connect":{}}\n{"id":2,"connect":{}}')
+    assert (await _until(ws, 2))[2]["error"]["code"] == 107
+    await ws.close()

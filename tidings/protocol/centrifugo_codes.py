@@ -54,6 +54,8 @@ ERRORS: dict[int, CentrifugoError] = {
     ErrorCode.INTERNAL: CentrifugoError.INTERNAL,
     ErrorCode.BAD_REQUEST: CentrifugoError.BAD_REQUEST,
     ErrorCode.UNKNOWN_METHOD: CentrifugoError.METHOD_NOT_FOUND,
+    ErrorCode.NOT_CONNECTED: CentrifugoError.BAD_REQUEST,
+    ErrorCode.ALREADY_CONNECTED: CentrifugoError.BAD_REQUEST,
     ErrorCode.UNAUTHORIZED: CentrifugoError.UNAUTHORIZED,
     ErrorCode.PERMISSION_DENIED: CentrifugoError.PERMISSION_DENIED,
     ErrorCode.BAD_CHANNEL: CentrifugoError.UNKNOWN_CHANNEL,
