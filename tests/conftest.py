@@ -18,15 +18,10 @@ import pytest
 import websockets
 from aiohttp import web
 
+from tests.private import PrivateServer, free_port
 from tidings.config import load_settings
 from tidings.node import Node
 from tidings.server.app import make_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class CommandError(Exception):
@@ -177,3 +172,19 @@ def start_process(env: dict[str, str], *args: str) -> subprocess.Popen:
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("tidings did not start listening")
+
+
+@pytest.fixture
+async def private_tansu() -> AsyncIterator[PrivateServer]:
+    """A tansu of the test's own, not started: a test that needs it starts it."""
+    server = PrivateServer("kafka")
+    yield server
+    await asyncio.to_thread(server.remove)
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[PrivateServer]:
+    """A nats-server with JetStream of the test's own, not started."""
+    server = PrivateServer("nats")
+    yield server
+    await asyncio.to_thread(server.remove)

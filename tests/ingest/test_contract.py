@@ -171,7 +171,7 @@ async def test_a_consumer_whose_connection_drops_reconnects_and_resumes(system, 
 
 
 async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu, make_server):
-    await private_tansu.start()
+    await asyncio.to_thread(private_tansu.start)
     system = System("kafka", port=private_tansu.port)
     await system.open()
     try:
@@ -179,9 +179,9 @@ async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu,
             eve = await server.client("eve")
             await system.put(notification("before", {"user": "eve"}))
             assert (await eve.push("pub", timeout=30))["data"] == {"title": "before"}
-            await private_tansu.stop()
+            await asyncio.to_thread(private_tansu.kill)
             await asyncio.sleep(1.0)
-            await private_tansu.start()  # empty again: memory storage
+            await asyncio.to_thread(private_tansu.start)  # empty again: memory storage
             await system.close()
             system = System("kafka", port=private_tansu.port, tag=system.tag)
             await system.open()  # the topics again
