@@ -22,6 +22,10 @@ The same design as the PostgreSQL store, in MySQL's terms:
   lock, not a transaction, is what keeps two nodes from migrating at once.
 - Channel names are ASCII with a binary collation (`ascii_bin`): `room:A` and `room:a`
   are two channels, as everywhere else in Tidings.
+- Idempotency keys are claimed inside the batch's transaction, before the channel rows
+  (`INSERT ... ON DUPLICATE KEY UPDATE`, sorted), so a node racing another on one key
+  waits for that node's commit and answers its place; keys are kept as their SHA-256.
+  A connection lost during a commit is CommitUnknown: the COMMIT may have gone through.
 
 Connections come from a bounded pool in autocommit mode; the writer opens an explicit
 transaction per batch (READ COMMITTED, so concurrent batches do not take gap locks on
