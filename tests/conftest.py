@@ -17,11 +17,19 @@ import orjson
 import pytest
 import websockets
 from aiohttp import web
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from tests.private import PrivateServer, free_port
 from tidings.config import load_settings
 from tidings.node import Node
 from tidings.server.app import make_app
+
+# The suite shares a loaded machine: how fast hypothesis can draw inputs or run one example
+# says nothing about the code. Bounds that matter are asserted by the tests themselves.
+hypothesis_settings.register_profile("shared-machine", deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("shared-machine")
 
 
 class CommandError(Exception):
