@@ -16,7 +16,7 @@ def _delimited(*messages) -> bytes:
     out = b""
     for message in messages:
         raw = message.SerializeToString()
-        out += cf._encode_varint(len(raw)) + raw
+        out += cf.encode_varint(len(raw)) + raw
     return out
 
 
@@ -107,7 +107,7 @@ def test_replies_in_protobuf_are_length_delimited_reply_messages():
                                 cf.push("room:x", "pub", cf.publication(PUB))])
     replies, pos = [], 0
     while pos < len(frame):
-        size, pos = cf._varint(frame, pos)
+        size, pos = cf.read_varint(frame, pos)
         replies.append(pb.Reply.FromString(frame[pos:pos + size]))
         pos += size
     publish, join, pub = replies

@@ -66,7 +66,7 @@ async def test_protobuf_is_chosen_by_subprotocol_and_batches_commands(node):
     frame = b""
     for command in (pb.Command(id=1, connect={}), pb.Command(id=2, ping={})):
         raw = command.SerializeToString()
-        frame += cf._encode_varint(len(raw)) + raw
+        frame += cf.encode_varint(len(raw)) + raw
     await ws.send(frame)
     replies = []
     while len(replies) < 2:
@@ -74,7 +74,7 @@ async def test_protobuf_is_chosen_by_subprotocol_and_batches_commands(node):
         assert isinstance(data, bytes)
         pos = 0
         while pos < len(data):
-            size, pos = cf._varint(data, pos)
+            size, pos = cf.read_varint(data, pos)
             replies.append(pb.Reply.FromString(data[pos:pos + size]))
             pos += size
     assert replies[0].connect.client and replies[0].connect.pong

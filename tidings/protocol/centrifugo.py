@@ -138,7 +138,7 @@ def decode_protobuf(frame: bytes) -> list[Command | RequestError]:
     commands: list[Command | RequestError] = []
     pos = 0
     while pos < len(frame):
-        size, pos = _varint(frame, pos)
+        size, pos = read_varint(frame, pos)
         if pos + size > len(frame):
             raise FrameError("a command is cut short")
         try:
@@ -150,7 +150,8 @@ def decode_protobuf(frame: bytes) -> list[Command | RequestError]:
     return commands
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the length prefix at `pos`."""
     value = shift = 0
     for index in range(pos, min(pos + MAX_VARINT_BYTES, len(data))):
         byte = data[index]
@@ -399,7 +400,7 @@ class ProtobufFormat:
         out = bytearray()
         for r in replies:
             message = pb.Reply(**r).SerializeToString()
-            out += _encode_varint(len(message))
+            out += encode_varint(len(message))
             out += message
         return bytes(out)
 
@@ -407,7 +408,8 @@ class ProtobufFormat:
     ping = b"\x00"  # an empty Reply
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """A length prefix."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
