@@ -17,6 +17,8 @@ import orjson
 
 from tidings import __version__
 from tidings.auth import AuthError
+from tidings.channels import ChannelError
+from tidings.config import Namespace
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
@@ -268,15 +270,22 @@ class CentrifugoConnection:
         return {}
 
     async def _presence(self, req: cf.ChannelRequest) -> dict:
-        clients = (await self.session.presence(req.channel))["clients"]
+        clients = await self._clients(req.channel)
         return {"presence": {id: cf.client_info(ClientInfo.from_dict(info))
                              for id, info in clients.items()}}
 
     async def _presence_stats(self, req: cf.ChannelRequest) -> dict:
-        clients = (await self.session.presence(req.channel))["clients"].values()
+        clients = (await self._clients(req.channel)).values()
         return {"num_clients": len(clients), "num_users": len({c["user"] for c in clients})}
 
+    async def _clients(self, channel: str) -> dict:
+        if not self._options(channel).presence:
+            raise NotAvailable(f"{channel} has no presence (its namespace's 'presence')")
+        return (await self.session.presence(channel))["clients"]
+
     async def _history(self, req: cf.History) -> dict:
+        if not self._options(req.channel).stored:
+            raise NotAvailable(f"{req.channel} keeps no history (its namespace's history_size)")
         limit = native.MAX_HISTORY_LIMIT if req.limit < 0 else min(req.limit,
                                                                     native.MAX_HISTORY_LIMIT)
         since = req.since.offset if req.since is not None else None
@@ -323,6 +332,12 @@ class CentrifugoConnection:
         return self._expiry(expires)
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _options(self, name: str) -> Namespace:
+        try:
+            return self.node.channel(name).options
+        except ChannelError as exc:
+            raise TidingsError(ErrorCode.BAD_CHANNEL, str(exc)) from None
 
     async def _position(self, channel: str, position: cf.Position) -> tuple[int, str]:
         """(offset, epoch) to recover from; an empty epoch means "whatever it is now"."""
