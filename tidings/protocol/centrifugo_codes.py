@@ -3,7 +3,8 @@
 Centrifugo's SDKs act on these numbers alone: an error code says whether to retry or refresh
 a token, a close code whether to reconnect (3000-3499 and 4000-4499) or stop (3500-3999,
 4500-4999). Tidings' codes stay in tidings.errors; this module only translates them at the
-edge of the Centrifugo endpoint, so the table in docs/centrifugo.md is this file.
+edge of the Centrifugo endpoint, so the table in docs/centrifugo.md is this file. Nothing
+but that endpoint and its server API may use these numbers.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ subscriptions (`user:<id>` and `broadcast`), recovery flags (`recovered`, `was_r
 history positions, presence stats, token refresh, and the error and close codes of
 tidings.protocol.centrifugo_codes. The session underneath is the same as for /ws and
 /stomp, so rooms, users, presence and stored history are shared with every other protocol.
-What Tidings cannot honour is answered with Centrifugo's "not available" (108).
+What Tidings cannot honour is answered with Centrifugo's "not available" (108). It never
+decides who may do what: every permission is the session's (tidings.access), as on /ws.
 """
 
 from __future__ import annotations
