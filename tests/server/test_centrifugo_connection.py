@@ -190,3 +190,14 @@ async def test_a_position_that_is_gone_subscribes_with_recovered_false(tmp_path,
         again = await alice.event("subscribed", channel=room, timeout=20)
         assert (again["wasRecovering"], again["recovered"]) == (True, False)
         assert again["offset"] == 4
+
+
+async def test_tidings_pushes_arrive_as_centrifugo_messages(secured, centrifuge_js):
+    phone = await centrifuge_js(ws_url(secured.port), token=token("dana"))
+    laptop = await centrifuge_js(ws_url(secured.port), token=token("dana"))
+    await api(secured, "send", {"user": "dana", "data": {"title": "invoice"},
+                                "source": "billing"})
+    await phone.event("publication", channel="user:dana")
+    counts = await laptop.call("rpc", method="read", data={"all": True})
+    message = await phone.event("message")  # the other connection is told the new counts
+    assert message["data"]["inbox"]["version"] == counts["version"]
