@@ -201,3 +201,18 @@ async def test_tidings_pushes_arrive_as_centrifugo_messages(secured, centrifuge_
     counts = await laptop.call("rpc", method="read", data={"all": True})
     message = await phone.event("message")  # the other connection is told the new counts
     assert message["data"]["inbox"]["version"] == counts["version"]
+
+
+async def test_json_and_protobuf_clients_of_one_room_get_the_same_publications(secured,
+                                                                                centrifuge_js):
+    room = _room()
+    text = await centrifuge_js(ws_url(secured.port), token=token("jay"))
+    binary = await centrifuge_js(ws_url(secured.port), token=token("pat"), protobuf=True)
+    await text.subscribe(room)
+    await binary.subscribe(room)
+    await binary.call("publish", channel=room, data={"from": "protobuf", "n": [1, 2.5]})
+    await text.call("publish", channel=room, data="from json")
+    for client in (text, binary):
+        got = await client.publications(2, channel=room)
+        assert [(p["data"], p["offset"], p["user"]) for p in got] == [
+            ({"from": "protobuf", "n": [1, 2.5]}, 1, "pat"), ("from json", 2, "jay")]
