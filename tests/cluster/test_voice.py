@@ -1,0 +1,218 @@
+"""Voice rooms across nodes: three nodes on one real broker, real WebSocket clients.
+
+Each test runs once per broker (Redis, NATS, RabbitMQ). The nodes run in the test's event
+loop, each with its own broker connection and port, so the frames between them really
+cross the broker; a fourth connection to the broker (the spy) sees the bytes on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.cluster.conftest import broker_url, clean_broker
+from tests.conftest import Server, running_node, settings_for
+from tests.test_voice import error, frame, heard, nothing_heard
+from tidings.broker import open_broker
+from tidings.errors import ErrorCode
+from tidings.protocol import voice, voicelink
+from tidings.protocol.voice import Kind
+from tidings.protocol.voicelink import LinkKind
+
+KINDS = ["redis", "nats", "amqp"]
+
+
+class Voice:
+    """Three nodes n1-n3 on one broker, and a fresh voice room name."""
+
+    def __init__(self, kind: str, url: str, nodes: list[Server]):
+        self.kind = kind
+        self.url = url
+        self.nodes = nodes
+        self.room = f"voice:{uuid.uuid4().hex[:8]}"
+
+    async def member(self, node: int, user: str):
+        client = await self.nodes[node].client(user)
+        await client.call("subscribe", {"channel": self.room})
+        return client
+
+    async def settled(self) -> None:
+        """Every node has heard every join (the roster is read afresh after each one)."""
+        await asyncio.sleep(0.3)
+
+
+@contextlib.asynccontextmanager
+async def voice_cluster(kind: str, tmp_path, **overrides) -> AsyncIterator[Voice]:
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    url = broker_url(kind, tag)
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for index in range(3):
+            folder = tmp_path / f"n{index + 1}"
+            folder.mkdir()
+            settings = settings_for(folder, broker=url, node_name=f"n{index + 1}",
+                                    cluster_ttl=2, **overrides)
+            nodes.append(await stack.enter_async_context(running_node(settings)))
+        try:
+            yield Voice(kind, url, nodes)
+        finally:
+            await stack.aclose()
+            await clean_broker(kind, tag)
+
+
+@pytest.fixture(params=KINDS)
+async def cluster(request, tmp_path) -> AsyncIterator[Voice]:
+    async with voice_cluster(request.param, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def make_cluster(request, tmp_path):
+    return lambda kind, **overrides: voice_cluster(kind, tmp_path, **overrides)
+
+
+async def test_members_on_two_nodes_hear_each_other(cluster: Voice):
+    alice, carol = await cluster.member(0, "alice"), await cluster.member(0, "carol")
+    bob = await cluster.member(1, "bob")
+    await cluster.settled()
+    await alice.ws.send(frame(7, b"\xfc\xff\xfe", channel=cluster.room))
+    near, far = await carol.binary.get(), await bob.binary.get()
+    assert far == near  # across the broker, the very bytes a listener on n1 got
+    got = voice.parse(far)
+    assert (got.sender, got.seq, got.timestamp, got.payload) == ("alice", 7, 140, b"\xfc\xff\xfe")
+    await bob.ws.send(frame(1, b"from-bob", channel=cluster.room))
+    for listener in (alice, carol):
+        got = await heard(listener)
+        assert (got.sender, got.payload) == ("bob", b"from-bob")
+    assert cluster.nodes[1].node.voice.from_nodes == 1
+    assert cluster.nodes[0].node.voice.from_nodes == 1
+    for client in (alice, bob, carol):
+        await nothing_heard(client, 0.1)
+
+
+async def test_frames_cross_the_broker_as_bytes_only_to_nodes_with_members(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob = await cluster.member(1, "bob")
+    await cluster.settled()
+    spy_got: list[bytes] = []
+    spy = open_broker(cluster.url, "spy")
+    await spy.start(lambda channel, payload: spy_got.append(payload))
+    await spy.subscribe(cluster.room)
+    n3_before = cluster.nodes[2].node.broker.received
+    try:
+        for seq in range(20):
+            await alice.ws.send(frame(seq, bytes(100), channel=cluster.room))
+        heard_by_bob = [await bob.binary.get() for _ in range(20)]
+        for _ in range(100):
+            if len(spy_got) >= 20:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await spy.close()
+    on_wire = [p for p in spy_got if voicelink.unpack(p).kind == LinkKind.FRAME]
+    assert len(on_wire) == 20
+    for payload, got in zip(on_wire, heard_by_bob):
+        envelope = voicelink.unpack(payload)
+        assert envelope.origin == "n1" and envelope.body == got
+        assert len(payload) == len(got) + 4 + len("n1")  # binary: no base64, no JSON
+    assert cluster.nodes[2].node.broker.received == n3_before  # n3 has no member
+
+
+async def test_a_room_on_one_node_sends_nothing_to_the_broker(cluster: Voice):
+    alice, bob = await cluster.member(2, "alice"), await cluster.member(2, "bob")
+    await cluster.settled()
+    relay = cluster.nodes[2].node.voice
+    relay.roster.known(cluster.room)  # read once, as the first frame would
+    await asyncio.sleep(0.2)
+    for seq in range(10):
+        await alice.ws.send(frame(seq, channel=cluster.room))
+    assert [(await heard(bob)).seq for _ in range(10)] == list(range(10))
+    assert relay.uplink.sent == 0 and len(relay.uplink) == 0
+
+
+async def test_a_whisper_reaches_its_target_on_another_node_and_no_one_else(cluster: Voice):
+    alice, dave = await cluster.member(0, "alice"), await cluster.member(0, "dave")
+    bob, carol = await cluster.member(1, "bob"), await cluster.member(1, "carol")
+    await cluster.settled()
+    await alice.ws.send(frame(1, b"psst", channel=cluster.room, to="bob"))
+    await alice.ws.send(frame(2, "只给你".encode(), channel=cluster.room, to="bob",
+                              kind=Kind.TEXT))
+    first, second = await heard(bob), await heard(bob)
+    assert (first.target, first.sender, first.payload) == ("bob", "alice", b"psst")
+    assert second.kind == Kind.TEXT and second.payload.decode() == "只给你"
+    for other in (carol, dave, alice):
+        await nothing_heard(other, 0.2)
+
+
+async def test_a_whisper_to_someone_on_no_node_of_the_room_gets_129(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    await cluster.member(1, "bob")
+    await cluster.nodes[2].client("mallory")  # connected, but not in the room
+    await cluster.settled()
+    await alice.ws.send(frame(1, channel=cluster.room, to="mallory"))
+    err = await error(alice)
+    assert err["code"] == ErrorCode.NOT_A_MEMBER and "mallory" in err["message"]
+
+
+async def test_join_leave_and_members_agree_on_every_node(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob = await cluster.member(1, "bob")
+    joined = await alice.push("join")
+    if joined["info"]["user"] == "alice":  # her own join comes first
+        joined = await alice.push("join")
+    assert (joined["channel"], joined["info"]["user"], joined["info"]["node"]) == (
+        cluster.room, "bob", "n2")
+    for client in (alice, bob):
+        members = (await client.call("presence", {"channel": cluster.room}))["clients"]
+        assert sorted((m["user"], m["node"]) for m in members.values()) == [
+            ("alice", "n1"), ("bob", "n2")]
+    await bob.call("unsubscribe", {"channel": cluster.room})
+    left = await alice.push("leave")
+    assert left["info"]["user"] == "bob"
+    # bob has left: his node gets no more voice, and a whisper to him is refused
+    await alice.ws.send(frame(1, channel=cluster.room, to="bob"))
+    assert (await error(alice))["code"] == ErrorCode.NOT_A_MEMBER
+    await nothing_heard(bob, 0.2)
+
+
+async def test_the_speaker_node_decides_speaking_for_listeners_everywhere(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob = await cluster.member(1, "bob")
+    await cluster.settled()
+    await alice.ws.send(frame(1, channel=cluster.room))
+    speaking = await bob.push("speaking")
+    assert (speaking["info"]["user"], speaking["info"]["node"]) == ("alice", "n1")
+    silent = await bob.push("silent", timeout=3)
+    assert silent["info"]["user"] == "alice"
+
+
+async def test_rate_and_size_limits_hold_for_listeners_on_other_nodes(make_cluster):
+    async with make_cluster("redis", voice={"frames_per_second": 10,
+                                            "max_frame_bytes": 200}) as cluster:
+        alice = await cluster.member(0, "alice")
+        bob = await cluster.member(1, "bob")
+        await cluster.settled()
+        await alice.ws.send(frame(0, b"x" * 300, channel=cluster.room))
+        assert (await error(alice))["code"] == ErrorCode.VOICE_FRAME_TOO_LARGE
+        for seq in range(1, 31):  # a burst far over 10 per second
+            await alice.ws.send(frame(seq, channel=cluster.room))
+        assert (await error(alice))["code"] == ErrorCode.VOICE_RATE_LIMITED
+        await asyncio.sleep(0.5)
+        got = [voice.parse(bob.binary.get_nowait()).seq for _ in range(bob.binary.qsize())]
+        assert 10 <= len(got) <= 14 and 0 not in got
+        assert got == sorted(got)
+
+
+async def test_voice_leaves_nothing_in_the_store(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob = await cluster.member(1, "bob")
+    await cluster.settled()
+    await alice.ws.send(frame(1, channel=cluster.room))
+    await heard(bob)
+    for node in cluster.nodes:
+        positions = await node.node.store.positions([cluster.room])
+        assert positions[cluster.room].offset == 0
