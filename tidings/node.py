@@ -87,11 +87,9 @@ class Node:
             "voice_frames_dropped_total": lambda: self.voice.dropped,
             "voice_frames_refused_total": lambda: self.voice.refused,
             "voice_frames_from_nodes_total": lambda: self.voice.from_nodes,
-            "voice_frames_to_nodes_total": lambda: self.voice.uplink.sent if self.voice.uplink else 0,
-            "voice_frames_to_nodes_dropped_total":
-                lambda: self.voice.uplink.dropped if self.voice.uplink else 0,
-            "voice_frames_to_nodes_failed_total":
-                lambda: self.voice.uplink.failed if self.voice.uplink else 0,
+            "voice_frames_to_nodes_total": lambda: self.voice.uplink_count("sent"),
+            "voice_frames_to_nodes_dropped_total": lambda: self.voice.uplink_count("dropped"),
+            "voice_frames_to_nodes_failed_total": lambda: self.voice.uplink_count("failed"),
             "revoked_tokens": lambda: len(self.revoked),
         }, restarts=self._restarts)
         self.access = AccessControl(self.auth, self.caps,

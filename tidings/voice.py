@@ -154,6 +154,10 @@ class VoiceRelay:
             self.malformed += 1
             log.warning("dropping a malformed voice message on %s: %s", channel, exc)
 
+    def uplink_count(self, name: str) -> int:
+        """An uplink counter (`sent`, `dropped`, `failed`); 0 on a node with no broker."""
+        return getattr(self.uplink, name) if self.uplink is not None else 0
+
     def member_changed(self, channel: str) -> None:
         """Someone joined or left `channel` on some node: look at its members afresh."""
         if self.roster is not None:

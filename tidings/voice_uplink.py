@@ -39,7 +39,8 @@ class VoiceUplink:
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send())
 
-    def __len__(self) -> int:
+    @property
+    def waiting(self) -> int:
         return len(self._queue)
 
     async def _send(self) -> None:

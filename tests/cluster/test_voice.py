@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from tests.cluster.conftest import broker_url, clean_broker
@@ -131,7 +133,7 @@ async def test_a_room_on_one_node_sends_nothing_to_the_broker(cluster: Voice):
     for seq in range(10):
         await alice.ws.send(frame(seq, channel=cluster.room))
     assert [(await heard(bob)).seq for _ in range(10)] == list(range(10))
-    assert relay.uplink.sent == 0 and len(relay.uplink) == 0
+    assert relay.uplink.sent == 0 and relay.uplink.waiting == 0
 
 
 async def test_a_whisper_reaches_its_target_on_another_node_and_no_one_else(cluster: Voice):
@@ -216,3 +218,33 @@ async def test_voice_leaves_nothing_in_the_store(cluster: Voice):
     for node in cluster.nodes:
         positions = await node.node.store.positions([cluster.room])
         assert positions[cluster.room].offset == 0
+
+
+async def test_metrics_count_frames_to_and_from_other_nodes(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob = await cluster.member(1, "bob")
+    await cluster.settled()
+    for seq in range(5):
+        await alice.ws.send(frame(seq, channel=cluster.room))
+    for _ in range(5):
+        await heard(bob)
+    await asyncio.sleep(0.1)
+    sent = await metrics(cluster.nodes[0])
+    got = await metrics(cluster.nodes[1])
+    assert sent["tidings_voice_frames_to_nodes_total"] >= 5  # frames and a speaking event
+    assert sent["tidings_voice_frames_to_nodes_dropped_total"] == 0
+    assert sent["tidings_voice_frames_to_nodes_failed_total"] == 0
+    assert got["tidings_voice_frames_from_nodes_total"] == 5
+    assert got["tidings_voice_frames_relayed_total"] == 5
+
+
+async def metrics(server: Server) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/metrics") as resp:
+            text = await resp.text()
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^(tidings_voice_\w+)\{[^}]*\} ([0-9.e+]+)$", line)
+        if match:
+            found[match.group(1)] = float(match.group(2))
+    return found
