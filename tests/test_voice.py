@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 
 from tidings.errors import CloseCode, ErrorCode
@@ -172,3 +174,27 @@ async def test_a_listener_that_is_behind_loses_voice_but_not_chat(make_server, m
         assert (await bob.push("pub"))["data"] == {"text": "still here"}
         await nothing_heard(bob)
         assert session.voice_dropped == 5 and server.node.voice.dropped == 5
+
+
+async def test_a_member_who_joins_while_someone_speaks_is_told_so(server):
+    (alice,) = await members(server, "alice")
+    async with speaking(alice, ROOM):
+        await alice.push("speaking")
+        (bob,) = await members(server, "bob")
+        assert (await bob.push("speaking"))["info"]["user"] == "alice"
+
+
+@contextlib.asynccontextmanager
+async def speaking(client, channel: str):
+    """`client` sends a 20 ms audio frame after another while the block runs."""
+    async def talk() -> None:
+        for seq in itertools.count():
+            await client.ws.send(frame(seq, channel=channel))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(talk())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -74,8 +74,9 @@ class VoiceSettings(BaseModel):
     cluster_queue: int = Field(256, ge=1)
     """Voice frames waiting for the broker on their way to other nodes; when full, the
     oldest waiting frame is dropped (counted)."""
-    roster_refresh: float = Field(1.0, gt=0)
-    """Seconds a voice room's cluster-wide members (read from presence) are reused."""
+    roster_refresh: float = Field(5.0, gt=0)
+    """Seconds a voice room's cluster-wide members (read from presence) are reused; a join
+    or leave the node hears of makes it read them again at once."""
 
 
 class Resilience(BaseModel):

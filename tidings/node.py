@@ -256,7 +256,7 @@ class Node:
     async def announce(self, kind: str, channel: str, client: ClientInfo) -> None:
         """A join or leave event, to local subscribers and the rest of the cluster."""
         self.hub.deliver_event("join" if kind == JOIN else "leave", channel, client)
-        self.voice.member_changed(channel)
+        self.voice.member_changed(channel, joined=kind == JOIN)
         await self._to_broker(channel, kind, client.to_dict())
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
@@ -336,7 +336,7 @@ class Node:
             elif kind in (JOIN, LEAVE):
                 self.hub.deliver_event("join" if kind == JOIN else "leave", channel,
                                        ClientInfo.from_dict(body))
-                self.voice.member_changed(channel)
+                self.voice.member_changed(channel, joined=kind == JOIN)
             elif kind == DISCONNECT:
                 self._disconnect_local(body)
             elif kind == USER_PUSH:

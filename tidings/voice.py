@@ -158,10 +158,18 @@ class VoiceRelay:
         """An uplink counter (`sent`, `dropped`, `failed`); 0 on a node with no broker."""
         return getattr(self.uplink, name) if self.uplink is not None else 0
 
-    def member_changed(self, channel: str) -> None:
-        """Someone joined or left `channel` on some node: look at its members afresh."""
+    def member_changed(self, channel: str, *, joined: bool) -> None:
+        """Someone joined or left `channel` on some node: look at its members afresh.
+
+        A member who joins while others speak hears `speaking` for them from their nodes
+        (the rest of the room may get it again; a `speaking` push says a state, not a change).
+        """
         if self.roster is not None:
             self.roster.forget(channel)
+        if joined:
+            for (name, _), (_, info) in list(self._speaking.items()):
+                if name == channel:
+                    self._announce(SPEAKING, channel, info)
 
     # ---- speaking --------------------------------------------------------------------
 

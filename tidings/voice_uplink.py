@@ -48,10 +48,13 @@ class VoiceUplink:
             while self._queue:
                 burst = list(self._queue)
                 self._queue.clear()
-                results = await asyncio.gather(
-                    *(self.broker.publish(channel, envelope) for channel, envelope in burst),
-                    return_exceptions=True,
-                )
+                if len(burst) == 1:  # the usual case: no task per frame
+                    results = [await _outcome(self.broker.publish(*burst[0]))]
+                else:
+                    results = await asyncio.gather(
+                        *(self.broker.publish(channel, envelope) for channel, envelope in burst),
+                        return_exceptions=True,
+                    )
                 failures = [r for r in results if isinstance(r, Exception)]
                 self.sent += len(burst) - len(failures)
                 if failures:
@@ -66,3 +69,11 @@ class VoiceUplink:
         if self._sender is not None:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
+
+
+async def _outcome(publishing) -> Exception | None:
+    try:
+        await publishing
+    except Exception as exc:
+        return exc
+    return None

@@ -18,7 +18,7 @@ import pytest
 
 from tests.cluster.conftest import broker_url, clean_broker
 from tests.conftest import Server, running_node, settings_for
-from tests.test_voice import error, frame, heard, nothing_heard
+from tests.test_voice import error, frame, heard, nothing_heard, speaking
 from tidings.broker import open_broker
 from tidings.errors import ErrorCode
 from tidings.protocol import voice, voicelink
@@ -248,3 +248,12 @@ async def metrics(server: Server) -> dict[str, float]:
         if match:
             found[match.group(1)] = float(match.group(2))
     return found
+
+
+async def test_a_member_joining_on_another_node_learns_who_is_speaking(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    async with speaking(alice, cluster.room):
+        await alice.push("speaking")
+        bob = await cluster.member(1, "bob")  # joins while alice speaks
+        told = await bob.push("speaking")
+    assert (told["info"]["user"], told["info"]["node"]) == ("alice", "n1")
