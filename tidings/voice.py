@@ -14,6 +14,7 @@ members of the room get it; each relays it to its own listeners like a local fra
 limits and the speaking decision stay with the speaker's node; a frame goes to the broker
 only while the room has members on another node (tidings.voice_roster), through a short
 queue that drops the oldest frame when the broker falls behind (tidings.voice_uplink).
+A broker that keeps live traffic on disk (Kafka's log) carries no voice: it would store it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class VoiceRelay:
         self.refused = 0  # frames refused with an error code
         self.from_nodes = 0  # frames other nodes handed this one through the broker
         self.malformed = 0  # broker messages that were no voice envelope or frame
-        shared = hub.broker.shared
+        # voice crosses a broker that reaches other nodes and keeps nothing (not Kafka's log)
+        shared = hub.broker.shared and not hub.broker.keeps_live
         self.uplink = VoiceUplink(hub.broker, self.limits.cluster_queue) if shared else None
         self.roster = VoiceRoster(hub.broker, self.limits.roster_refresh) if shared else None
         self._speaking: dict[tuple[str, str], tuple[float, ClientInfo]] = {}

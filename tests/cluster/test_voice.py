@@ -1,8 +1,9 @@
 """Voice rooms across nodes: three nodes on one real broker, real WebSocket clients.
 
-Each test runs once per broker (Redis, NATS, RabbitMQ). The nodes run in the test's event
-loop, each with its own broker connection and port, so the frames between them really
-cross the broker; a fourth connection to the broker (the spy) sees the bytes on the wire.
+Each test runs once per broker (Redis, Redis Cluster, NATS, RabbitMQ; Kafka carries no
+voice). The nodes run in the test's event loop, each with its own broker connection and
+port, so the frames between them really cross the broker; a fourth connection to the
+broker (the spy) sees the bytes on the wire.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tidings.protocol import voice, voicelink
 from tidings.protocol.voice import Kind
 from tidings.protocol.voicelink import LinkKind
 
-KINDS = ["redis", "nats", "amqp"]
+KINDS = ["redis", "redis-cluster", "nats", "amqp"]
 
 
 class Voice:
@@ -257,3 +258,16 @@ async def test_a_member_joining_on_another_node_learns_who_is_speaking(cluster: 
         bob = await cluster.member(1, "bob")  # joins while alice speaks
         told = await bob.push("speaking")
     assert (told["info"]["user"], told["info"]["node"]) == ("alice", "n1")
+
+
+async def test_kafka_carries_no_voice_because_its_log_would_keep_it(make_cluster):
+    async with make_cluster("kafka") as cluster:
+        alice = await cluster.member(0, "alice")
+        bob, carol = await cluster.member(1, "bob"), await cluster.member(0, "carol")
+        await cluster.settled()
+        published = cluster.nodes[0].node.broker.published
+        await alice.ws.send(frame(1, channel=cluster.room))
+        assert (await heard(carol)).sender == "alice"  # the speaker's node relays as ever
+        await nothing_heard(bob)
+        assert cluster.nodes[0].node.voice.uplink is None
+        assert cluster.nodes[0].node.broker.published == published
