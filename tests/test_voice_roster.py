@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.broker.conftest import broker_url, relay_for, remove_namespace  # noqa: F401
+from tests.broker.conftest import (  # noqa: F401  (relay_for is a fixture)
+    broker_url, cut_off_broker, relay_for, remove_namespace)
 from tidings.broker import open_broker
 from tidings.model import ClientInfo
 from tidings.voice_roster import VoiceRoster
@@ -71,13 +72,8 @@ async def test_a_join_forgets_the_room_and_an_older_read_is_not_kept(broker):
 
 
 async def test_a_failed_read_answers_none_and_keeps_nothing(relay_for):
-    tag = f"t{uuid.uuid4().hex[:10]}"
-    relay = await relay_for("redis")
-    cut_off = open_broker(broker_url("redis", tag, relay.port), "n1")
-    await cut_off.start(lambda channel, payload: None)
-    await relay.cut()
-    roster = VoiceRoster(cut_off, refresh=10)
-    assert await roster.members(ROOM) is None
-    assert roster.known(ROOM) is None
-    await roster.close()
-    await cut_off.close()
+    async with cut_off_broker(relay_for) as cut_off:
+        roster = VoiceRoster(cut_off, refresh=10)
+        assert await roster.members(ROOM) is None
+        assert roster.known(ROOM) is None
+        await roster.close()

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.broker.conftest import Inbox, broker_url, relay_for, remove_namespace  # noqa: F401
+from tests.broker.conftest import (  # noqa: F401  (relay_for is a fixture)
+    Inbox, broker_url, cut_off_broker, relay_for, remove_namespace)
 from tidings.broker import open_broker
 from tidings.voice_uplink import VoiceUplink
 
@@ -36,9 +37,10 @@ async def test_everything_queued_reaches_the_broker_in_order(pair):
         uplink.put(CHANNEL, b"\x00frame-%d" % n)
         if n % 10 == 0:
             await asyncio.sleep(0)  # some bursts while one is in flight
-    await inbox.wait(lambda: len(inbox.of(CHANNEL)) == 50)
+    await inbox.wait(lambda: len(inbox.of(CHANNEL)) == 50 and uplink.waiting == 0)
     assert inbox.of(CHANNEL) == [b"\x00frame-%d" % n for n in range(50)]
-    assert (uplink.sent, uplink.dropped, uplink.failed) == (50, 0, 0)
+    await inbox.wait(lambda: uplink.sent == 50)  # the broker's answer may come after delivery
+    assert (uplink.dropped, uplink.failed) == (0, 0)
     await uplink.close()
 
 
@@ -50,23 +52,17 @@ async def test_a_full_queue_drops_its_oldest_frames_and_counts_them(pair):
     assert uplink.waiting == 8 and uplink.dropped == 12
     await inbox.wait(lambda: len(inbox.of(CHANNEL)) == 8)
     assert inbox.of(CHANNEL) == [b"%d" % n for n in range(12, 20)]  # the freshest ones
-    assert uplink.sent == 8
+    await inbox.wait(lambda: uplink.sent == 8)
     await uplink.close()
 
 
 async def test_frames_the_broker_refuses_are_counted_and_the_queue_goes_on(relay_for):
-    tag = f"t{uuid.uuid4().hex[:10]}"
-    relay = await relay_for("redis")
-    sender = open_broker(broker_url("redis", tag, relay.port), "a")
-    await sender.start(lambda channel, payload: None)
-    uplink = VoiceUplink(sender, capacity=8)
-    await relay.cut()  # the node is cut off its broker: publishing fails
-    for _ in range(200):  # the first may still be written into the dying socket
-        uplink.put(CHANNEL, b"lost")
-        await asyncio.sleep(0.01)
-        if uplink.failed:
-            break
-    assert uplink.failed >= 1 and uplink.waiting == 0
-    await uplink.close()
-    await sender.close()
-    await remove_namespace("redis", tag)
+    async with cut_off_broker(relay_for) as cut_off:
+        uplink = VoiceUplink(cut_off, capacity=8)
+        for _ in range(200):  # the first may still be written into the dying socket
+            uplink.put(CHANNEL, b"lost")
+            await asyncio.sleep(0.01)
+            if uplink.failed:
+                break
+        assert uplink.failed >= 1 and uplink.waiting == 0
+        await uplink.close()
