@@ -8,8 +8,9 @@ import itertools
 import time
 
 from tidings.errors import CloseCode, ErrorCode
-from tidings.protocol import voice
+from tidings.protocol import voice, voicelink
 from tidings.protocol.voice import Kind, VoiceFrame
+from tidings.protocol.voicelink import LinkKind
 
 ROOM = "voice:standup"
 
@@ -198,3 +199,18 @@ async def speaking(client, channel: str):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_malformed_voice_message_from_the_broker_is_dropped_and_counted(server):
+    alice, bob = await members(server, "alice", "bob")
+    relay = server.node.voice
+    relay.from_node(ROOM, voicelink.pack(LinkKind.FRAME, "n9", b"\x01\x01"))  # no frame
+    relay.from_node(ROOM, b"\x00\x09\x00\x02n9")  # no envelope
+    relay.from_node(ROOM, voicelink.pack(LinkKind.SPEAKING, "n9", b"{}"))  # no info
+    assert relay.malformed == 3
+    await nothing_heard(bob, 0.1)
+    relay.from_node(ROOM, voicelink.pack(LinkKind.FRAME, "n9", voice.with_sender(
+        frame(5), voice.parse(frame(5)), "carol")))  # a good one still goes through
+    got = await heard(bob)
+    assert (got.sender, got.seq) == ("carol", 5)
+    assert (await heard(alice)).sender == "carol"

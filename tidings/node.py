@@ -90,6 +90,7 @@ class Node:
             "voice_frames_to_nodes_total": lambda: self.voice.uplink_count("sent"),
             "voice_frames_to_nodes_dropped_total": lambda: self.voice.uplink_count("dropped"),
             "voice_frames_to_nodes_failed_total": lambda: self.voice.uplink_count("failed"),
+            "voice_envelopes_malformed_total": lambda: self.voice.malformed,
             "revoked_tokens": lambda: len(self.revoked),
         }, restarts=self._restarts)
         self.access = AccessControl(self.auth, self.caps,
