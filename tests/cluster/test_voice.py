@@ -151,6 +151,17 @@ async def test_a_whisper_reaches_its_target_on_another_node_and_no_one_else(clus
         await nothing_heard(other, 0.2)
 
 
+async def test_a_whisper_reaches_every_tab_of_its_target_whichever_node(cluster: Voice):
+    alice = await cluster.member(0, "alice")
+    bob_here, bob_there = await cluster.member(0, "bob"), await cluster.member(1, "bob")
+    carol = await cluster.member(1, "carol")
+    await cluster.settled()
+    await alice.ws.send(frame(3, b"both tabs", channel=cluster.room, to="bob"))
+    for tab in (bob_here, bob_there):
+        assert (await heard(tab)).payload == b"both tabs"
+    await nothing_heard(carol)
+
+
 async def test_a_whisper_to_someone_on_no_node_of_the_room_gets_129(cluster: Voice):
     alice = await cluster.member(0, "alice")
     await cluster.member(1, "bob")
