@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 
 from tidings.errors import CloseCode, ErrorCode
-from tidings.protocol import voice
+from tidings.protocol import voice, voicelink
 from tidings.protocol.voice import Kind, VoiceFrame
+from tidings.protocol.voicelink import LinkKind
 
 ROOM = "voice:standup"
 
@@ -172,3 +175,42 @@ async def test_a_listener_that_is_behind_loses_voice_but_not_chat(make_server, m
         assert (await bob.push("pub"))["data"] == {"text": "still here"}
         await nothing_heard(bob)
         assert session.voice_dropped == 5 and server.node.voice.dropped == 5
+
+
+async def test_a_member_who_joins_while_someone_speaks_is_told_so(server):
+    (alice,) = await members(server, "alice")
+    async with speaking(alice, ROOM):
+        await alice.push("speaking")
+        (bob,) = await members(server, "bob")
+        assert (await bob.push("speaking"))["info"]["user"] == "alice"
+
+
+@contextlib.asynccontextmanager
+async def speaking(client, channel: str):
+    """`client` sends a 20 ms audio frame after another while the block runs."""
+    async def talk() -> None:
+        for seq in itertools.count():
+            await client.ws.send(frame(seq, channel=channel))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(talk())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_malformed_voice_message_from_the_broker_is_dropped_and_counted(server):
+    alice, bob = await members(server, "alice", "bob")
+    relay = server.node.voice
+    relay.from_node(ROOM, voicelink.pack(LinkKind.FRAME, "n9", b"\x01\x01"))  # no frame
+    relay.from_node(ROOM, b"\x00\x09\x00\x02n9")  # no envelope
+    relay.from_node(ROOM, voicelink.pack(LinkKind.SPEAKING, "n9", b"{}"))  # no info
+    assert relay.malformed == 3
+    await nothing_heard(bob, 0.1)
+    relay.from_node(ROOM, voicelink.pack(LinkKind.FRAME, "n9", voice.with_sender(
+        frame(5), voice.parse(frame(5)), "carol")))  # a good one still goes through
+    got = await heard(bob)
+    assert (got.sender, got.seq) == ("carol", 5)
+    assert (await heard(alice)).sender == "carol"

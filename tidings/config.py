@@ -71,6 +71,12 @@ class VoiceSettings(BaseModel):
     """A listener with more unsent bytes than this misses voice frames instead of queueing them."""
     speaking_timeout: float = Field(0.3, gt=0)
     """Seconds without audio from a member before the node says they stopped speaking."""
+    cluster_queue: int = Field(256, ge=1)
+    """Voice frames waiting for the broker on their way to other nodes; when full, the
+    oldest waiting frame is dropped (counted)."""
+    roster_refresh: float = Field(5.0, gt=0)
+    """Seconds a voice room's cluster-wide members (read from presence) are reused; a join
+    or leave the node hears of makes it read them again at once."""
 
 
 class Resilience(BaseModel):

@@ -33,6 +33,7 @@ from tidings.metrics import Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
 from tidings.presence import PresenceMap
+from tidings.protocol import voicelink
 from tidings.proxy import ProxyHooks
 from tidings.readstate import InboxSpec
 from tidings.revocation import RevokedTokens
@@ -85,6 +86,11 @@ class Node:
             "voice_frames_relayed_total": lambda: self.voice.relayed,
             "voice_frames_dropped_total": lambda: self.voice.dropped,
             "voice_frames_refused_total": lambda: self.voice.refused,
+            "voice_frames_from_nodes_total": lambda: self.voice.from_nodes,
+            "voice_frames_to_nodes_total": lambda: self.voice.uplink_count("sent"),
+            "voice_frames_to_nodes_dropped_total": lambda: self.voice.uplink_count("dropped"),
+            "voice_frames_to_nodes_failed_total": lambda: self.voice.uplink_count("failed"),
+            "voice_envelopes_malformed_total": lambda: self.voice.malformed,
             "revoked_tokens": lambda: len(self.revoked),
         }, restarts=self._restarts)
         self.access = AccessControl(self.auth, self.caps,
@@ -129,7 +135,7 @@ class Node:
             await self.drain()
         await self.intake.stop()
         await self.supervisor.stop()
-        self.voice.close()
+        await self.voice.close()
         await self.revoked.stop()
         await self.access.proxy.close()
         await self.hub.close()
@@ -251,6 +257,7 @@ class Node:
     async def announce(self, kind: str, channel: str, client: ClientInfo) -> None:
         """A join or leave event, to local subscribers and the rest of the cluster."""
         self.hub.deliver_event("join" if kind == JOIN else "leave", channel, client)
+        self.voice.member_changed(channel, joined=kind == JOIN)
         await self._to_broker(channel, kind, client.to_dict())
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
@@ -317,6 +324,9 @@ class Node:
             log.warning("broker publish to %s failed: %s", channel, exc)
 
     def _on_broker_message(self, channel: str, payload: bytes) -> None:
+        if voicelink.is_voice(payload):
+            self.voice.from_node(channel, payload)
+            return
         try:
             envelope = orjson.loads(payload)
             if envelope["o"] == self.name:
@@ -327,6 +337,7 @@ class Node:
             elif kind in (JOIN, LEAVE):
                 self.hub.deliver_event("join" if kind == JOIN else "leave", channel,
                                        ClientInfo.from_dict(body))
+                self.voice.member_changed(channel, joined=kind == JOIN)
             elif kind == DISCONNECT:
                 self._disconnect_local(body)
             elif kind == USER_PUSH:

@@ -294,3 +294,18 @@ def close_rabbitmq_connection(node: str) -> None:
     for pid in pids:
         subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test: connection lost"],
                        capture_output=True, timeout=60, check=True)
+
+
+@contextlib.asynccontextmanager
+async def cut_off_broker(relay_for, kind: str = "redis") -> AsyncIterator[Broker]:
+    """A started broker on a fresh namespace, reached through a relay that is then cut."""
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    relay = await relay_for(kind)
+    broker = open_broker(broker_url(kind, tag, relay.port), "cut-off")
+    await broker.start(lambda channel, payload: None)
+    await relay.cut()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+        await remove_namespace(kind, tag)

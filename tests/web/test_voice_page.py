@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
+from tests.cluster.test_voice import voice_cluster
 from tests.web.conftest import screenshot, signed_in
 
 USERS = ("va", "vb", "vc")
@@ -58,3 +59,25 @@ async def test_three_members_hear_each_other_and_a_whisper_reaches_only_its_targ
     assert (await stats(vc))["received"].get("va", 0) <= before[vc] + 3  # in flight at mute
     assert await vc.locator("#whispers li").count() == 0
     await screenshot(vb, "voice-whisper")
+
+
+async def test_two_members_on_two_nodes_hear_each_other_and_whisper(browser, tmp_path):
+    async with voice_cluster("redis", tmp_path) as cluster:
+        n1, n2 = cluster.nodes[:2]
+        va, vb = await joined_voice(browser, n1, "va"), await joined_voice(browser, n2, "vb")
+        for page, other in ((va, "vb"), (vb, "va")):
+            await page.wait_for_function(
+                "(u) => (window.tidingsVoiceStats.audible[u] || 0) >= 20", arg=other,
+                timeout=20000)
+            got = await stats(page)
+            assert got["decoded"][other] >= 20 and set(got["received"]) == {other}
+        assert n2.node.voice.from_nodes >= 20 and n1.node.voice.from_nodes >= 20
+        # who is in the room and who speaks, as the other node sees it
+        await expect(vb.locator('#voice-members li[data-user="va"]')).to_have_attribute(
+            "data-speaking", "true")
+        await expect(va.locator('#voice-members li[data-user="vb"]')).to_have_count(1)
+        await va.select_option("#whisper-to", "vb")
+        await va.fill("#whisper-input", "across the cluster")
+        await va.press("#whisper-input", "Enter")
+        await expect(vb.locator("#whispers .text")).to_have_text(["across the cluster"])
+        await screenshot(vb, "voice-two-nodes")

@@ -42,6 +42,10 @@ class Broker(ABC):
     shared = True
     """False for a broker that reaches no other node: the node then skips publishing to it."""
 
+    keeps_live = False
+    """True for a log-based broker that keeps live traffic on disk for a while (Kafka): voice,
+    which is never stored, does not cross it (see tidings.voice)."""
+
     def __init__(self, node: str, *, ttl: float = 15.0):
         self.node = node
         self.ttl = ttl

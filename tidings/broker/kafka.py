@@ -80,6 +80,8 @@ def partition_of(channel: str, partitions: int) -> int:
 
 
 class KafkaBroker(Broker):
+    keeps_live = True  # the live topic keeps every record for retention_ms
+
     def __init__(self, url: str, node: str, **options):
         super().__init__(node, **options)
         parts = urlsplit(url)

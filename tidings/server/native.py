@@ -59,7 +59,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     errors = 0
-    voice = VoiceInput(node.voice, session)
+    voice = VoiceInput(node.voice, session, lambda exc: _reply_error(
+        session, None, exc.code, exc.message, "voice"))
     try:
         async for msg in ws:
             session.seen()
