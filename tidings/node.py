@@ -29,9 +29,10 @@ from tidings.inbox import Inbox
 from tidings.ingest import Intake
 from tidings.limits import ConnectionCaps
 from tidings.looplag import LoopLag
-from tidings.metrics import Metrics
+from tidings.metrics import Breakdown, Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
+from tidings.peer import Peer
 from tidings.presence import PresenceMap
 from tidings.proxy import ProxyHooks
 from tidings.readstate import InboxSpec
@@ -86,7 +87,14 @@ class Node:
             "voice_frames_dropped_total": lambda: self.voice.dropped,
             "voice_frames_refused_total": lambda: self.voice.refused,
             "revoked_tokens": lambda: len(self.revoked),
-        }, restarts=self._restarts)
+            "store_queued": lambda: self.store.queued,
+            "outgoing_bytes": lambda: sum(s.conn.buffered() for s in self.sessions.values()),
+        }, restarts=self._restarts, breakdowns=(
+            Breakdown("tidings_protocol_connections", "Open connections by protocol and transport",
+                      ["protocol", "transport"], self._connections_by_protocol),
+            Breakdown("tidings_subscriptions", "Local subscriptions by channel namespace",
+                      ["namespace"], self._subscriptions_by_namespace),
+        ))
         self.access = AccessControl(self.auth, self.caps,
                                     ProxyHooks(settings.security.proxy, self.metrics),
                                     self.metrics, lambda user: len(self.by_user.get(user, ())))
@@ -95,6 +103,7 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self.inbox = Inbox(self.store, self.push_to_user)
         self.intake = Intake(self, settings.message_center, self.metrics.registry)
+        self.store.observe_commit = self.metrics.store_commit_seconds.observe
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -151,6 +160,20 @@ class Node:
         for supervisor in (self.supervisor, self.broker.supervisor, self.store.supervisor):
             for task, count in supervisor.restarts.items():
                 counts[task] = counts.get(task, 0) + count
+        return counts
+
+    def _connections_by_protocol(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for session in self.sessions.values():
+            key = (session.peer.protocol or "unknown", session.peer.transport)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def _subscriptions_by_namespace(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for name in list(self.hub.channels):
+            key = (name.partition(":")[0],)
+            counts[key] = counts.get(key, 0) + self.hub.local_subscribers(name)
         return counts
 
     @property
@@ -310,8 +333,10 @@ class Node:
         if not self.broker.shared:
             return
         payload = orjson.dumps({"o": self.name, "k": kind, "b": body})
+        started = time.perf_counter()
         try:
             await self.broker.publish(channel, payload)
+            self.metrics.broker_publish_seconds.observe(time.perf_counter() - started)
         except BrokerError as exc:
             # Stored publications still reach other nodes: their hubs read the gap back.
             log.warning("broker publish to %s failed: %s", channel, exc)
@@ -359,6 +384,8 @@ class SessionLike(Protocol):
 
     client: str
     user: str
+    peer: Peer
+    conn: "Buffered"
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -368,3 +395,8 @@ class SessionLike(Protocol):
     def tick(self, now: float) -> None: ...
 
     def push(self, kind: str, body: dict) -> None: ...
+
+
+class Buffered(Protocol):
+    def buffered(self) -> int:
+        """Bytes written to the socket but not yet taken by the kernel."""
