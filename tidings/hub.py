@@ -69,6 +69,7 @@ class ChannelState:
     pending: dict[int, Publication] = field(default_factory=dict)
     early: list[Publication] = field(default_factory=list)
     fill_scheduled: bool = False
+    published: int = 0  # publications fanned out here (the admin console's channel rates)
 
     def subscribers(self) -> Iterable[Subscriber]:
         for members in self.groups.values():
@@ -243,6 +244,7 @@ class Hub:
             state.next += 1
 
     def _fanout(self, state: ChannelState, pub: Publication) -> None:
+        state.published += 1
         delivered = 0
         for codec, members in tuple(state.groups.items()):
             frame = codec.pub_frame(pub)

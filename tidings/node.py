@@ -91,9 +91,9 @@ class Node:
             "outgoing_bytes": lambda: sum(s.conn.buffered() for s in self.sessions.values()),
         }, restarts=self._restarts, breakdowns=(
             Breakdown("tidings_protocol_connections", "Open connections by protocol and transport",
-                      ["protocol", "transport"], self._connections_by_protocol),
+                      ["protocol", "transport"], self.connections_by_protocol),
             Breakdown("tidings_subscriptions", "Local subscriptions by channel namespace",
-                      ["namespace"], self._subscriptions_by_namespace),
+                      ["namespace"], self.subscriptions_by_namespace),
         ))
         self.access = AccessControl(self.auth, self.caps,
                                     ProxyHooks(settings.security.proxy, self.metrics),
@@ -162,14 +162,14 @@ class Node:
                 counts[task] = counts.get(task, 0) + count
         return counts
 
-    def _connections_by_protocol(self) -> dict[tuple[str, ...], float]:
+    def connections_by_protocol(self) -> dict[tuple[str, ...], float]:
         counts: dict[tuple[str, ...], float] = {}
         for session in self.sessions.values():
             key = (session.peer.protocol or "unknown", session.peer.transport)
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def _subscriptions_by_namespace(self) -> dict[tuple[str, ...], float]:
+    def subscriptions_by_namespace(self) -> dict[tuple[str, ...], float]:
         counts: dict[tuple[str, ...], float] = {}
         for name in list(self.hub.channels):
             key = (name.partition(":")[0],)
