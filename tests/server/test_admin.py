@@ -45,6 +45,9 @@ async def test_only_the_admin_token_opens_the_endpoints(console, header):
             assert resp.status == 401
             assert (await resp.json())["error"] == {"code": 105,
                                                     "message": "missing or wrong admin token"}
+    refused = console.node.metrics.registry.get_sample_value("tidings_refused_total",
+                                                             {"reason": "admin_token"})
+    assert refused == 1
 
 
 async def test_a_users_jwt_does_not_open_the_console(make_server):

@@ -83,8 +83,9 @@ def _guarded(handler, *, page: bool = False):
             return error_response(ErrorCode.ADMIN_OFF, "the admin console is off: set "
                                                        "admin_token to turn it on")
         try:
-            if not page:
-                _authorize(request, token)
+            if not page and not _authorized(request, token):
+                node.metrics.count(node.metrics.refused, "admin_token")
+                raise TidingsError(ErrorCode.UNAUTHORIZED, "missing or wrong admin token")
             return await handler(request)
         except TidingsError as exc:
             return error_response(exc.code, exc.message)
@@ -97,10 +98,9 @@ def _guarded(handler, *, page: bool = False):
     return guarded
 
 
-def _authorize(request: web.Request, token: str) -> None:
+def _authorized(request: web.Request, token: str) -> bool:
     given = request.headers.get("Authorization", "")
-    if not given.lower().startswith("bearer ") or not secrets_equal(given[7:].strip(), token):
-        raise TidingsError(ErrorCode.UNAUTHORIZED, "missing or wrong admin token")
+    return given.lower().startswith("bearer ") and secrets_equal(given[7:].strip(), token)
 
 
 def _asset(name: str, kind: str):

@@ -105,7 +105,7 @@ function draw(view) {
   }));
 
   rows("channels", view.channels.map((c) => [[c.channel], [number.format(c.rate), "num"], [number.format(c.subscribers), "num"]]),
-    3, "no channel has local subscribers");
+    3, t.time.length ? "no channel has local subscribers" : "measuring (the first rates take two samples)");
 
   rows("ingest", view.ingest.map((s) => [
     [s.source], [s.kind], [s.queue],
@@ -165,7 +165,7 @@ async function lookUpUser(user) {
         setTimeout(() => lookUpUser(user), 300);
       });
       table.tBodies[0].append(el("tr", { dataset: { client: c.client } },
-        el("td", {}, c.client.slice(0, 8)), el("td", {}, `${c.protocol}/${c.transport}`),
+        el("td", { class: "mono", title: c.client }, c.client.slice(0, 8)), el("td", { class: "nowrap" }, `${c.protocol}/${c.transport}`),
         el("td", {}, c.address || "–"), el("td", {}, `${c.seconds} s`),
         el("td", {}, c.subscriptions.join(", ")), el("td", {}, kick)));
     }
