@@ -138,3 +138,13 @@ async def test_event_loop_lag_and_outgoing_bytes_are_exported(server):
     samples = await scrape(server)
     assert ("tidings_event_loop_lag_seconds_count", frozenset()) in samples
     assert ("tidings_outgoing_bytes", frozenset({("node", server.node.name)})) in samples
+
+
+async def test_health_gauges_say_what_the_alerts_watch(server):
+    samples = await scrape(server)
+    node = {"node": server.node.name}
+    assert value(samples, "tidings_broker_connected", **node) == 1
+    assert value(samples, "tidings_store_failing", **node) == 0
+    assert value(samples, "tidings_store_stalled_seconds", **node) == 0
+    assert value(samples, "tidings_cluster_nodes", **node) == 1
+    assert value(samples, "tidings_draining", **node) == 0

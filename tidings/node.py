@@ -68,6 +68,7 @@ class Node:
         self.presence = PresenceMap()
         self.draining = False
         self.sessions_opened = 0
+        self.cluster_nodes = 0  # live nodes the broker listed at the latest heartbeat
         self.metrics = Metrics(self.name, {
             "connections": lambda: len(self.sessions),
             "sessions_opened_total": lambda: self.sessions_opened,
@@ -88,12 +89,20 @@ class Node:
             "voice_frames_refused_total": lambda: self.voice.refused,
             "revoked_tokens": lambda: len(self.revoked),
             "store_queued": lambda: self.store.queued,
+            "store_stalled_seconds": self.store.stalled_for,
+            "store_failing": lambda: float(self.store.last_failure is not None),
+            "broker_connected": lambda: float(self.broker.connected),
+            "cluster_nodes": lambda: self.cluster_nodes,
+            "draining": lambda: float(self.draining),
             "outgoing_bytes": lambda: sum(s.conn.buffered() for s in self.sessions.values()),
         }, restarts=self._restarts, breakdowns=(
             Breakdown("tidings_protocol_connections", "Open connections by protocol and transport",
                       ["protocol", "transport"], self.connections_by_protocol),
             Breakdown("tidings_subscriptions", "Local subscriptions by channel namespace",
                       ["namespace"], self.subscriptions_by_namespace),
+            Breakdown("tidings_ingest_connected", "Ingest sources consuming (1) or reconnecting "
+                      "(0), by source", ["source"],
+                      lambda: {(s.name,): float(s.connected) for s in self.intake.sources}),
         ))
         self.access = AccessControl(self.auth, self.caps,
                                     ProxyHooks(settings.security.proxy, self.metrics),
@@ -192,6 +201,7 @@ class Node:
         presence = self.presence.snapshot()
         try:
             await self.broker.heartbeat(info, presence)
+            self.cluster_nodes = len(await self.broker.nodes())
         except BrokerError as exc:
             log.warning("heartbeat failed: %s", exc)
 
