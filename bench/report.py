@@ -25,6 +25,8 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "shards fan-out": ("deliveries_per_s", "deliveries/s", True),
     "shards direct": ("messages_per_s", "messages/s", True),
     "ingest": ("notifications_per_s", "notifications/s", True),
+    "metrics fan-out": ("deliveries_per_s", "deliveries/s", True),
+    "metrics direct": ("messages_per_s", "messages/s", True),
 }
 GENERATOR_SATURATED = 0.9  # one agent process used 90% of a core
 MACHINE_FULL = 0.95  # both cores 95% busy
@@ -95,6 +97,10 @@ def _extra(scenario: str, runs: list[dict]) -> str:
                      f"{min(r['inbox_requests'] for r in runs):,}+ requests while ingesting "
                      f"(idle: p50 {median_of(runs, 'idle_inbox_p50_ms'):.1f} ms, "
                      f"p99 {median_of(runs, 'idle_inbox_p99_ms'):.1f} ms)")
+    if "scrapes" in runs[0]:
+        parts.append(f"{min(r['scrapes'] for r in runs)}+ scrapes a round, "
+                     f"{median_of(runs, 'scrape_p50_ms'):.1f} ms and "
+                     f"{runs[0]['scrape_bytes'] / 1024:.0f} KiB each")
     if "connections_per_s" in runs[0]:
         parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
     if scenario == "recovery":
@@ -156,6 +162,19 @@ def goals(results: dict) -> list[str]:
             ratio = mine / theirs
             out.append(f"- STOMP fan-out {point}: Tidings' STOMP = **{ratio:.2f}x** {name} "
                        f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
+    for scenario in ("metrics fan-out", "metrics direct"):
+        key = HEADLINE[scenario][0]
+        for point, targets in s.get(scenario, {}).items():
+            scraped = [runs for target, runs in targets.items() if target != "tidings"]
+            if "tidings" not in targets or not scraped:
+                continue
+            quiet = targets["tidings"]
+            ratio = median_of(scraped[0], key) / median_of(quiet, key)
+            spread = min(run[key] for run in quiet) / median_of(quiet, key)
+            out.append(f"- {scenario.capitalize()} {point} with `/metrics` scraped every "
+                       f"{scraped[0][0]['scrape_every']:g} s: **{ratio:.2f}x** the rounds without "
+                       f"(the quiet rounds' own low: {spread:.2f}x; goal ≥ 0.95x): "
+                       f"{verdict(ratio >= 0.95)}")
     for point, targets in s.get("idle", {}).items():
         if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")
