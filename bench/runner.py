@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import scenarios as sc
 from bench.loadgen import Setup
-from bench.scraping import Scraper
+from bench.scraping import Scraper, cpu_per_scrape
 from bench.brokers import BROKERS, RedisShards, namespaced
 from bench.servers import Cluster, RabbitWebStomp, Server
 from bench.store import MYSQL, PG, drop_database, drop_schema
@@ -178,13 +178,16 @@ class Runner:
         with self.server("tidings", tag=scenario.replace(" ", "-")) as server:
             with sc.Rounds(setups(server), server.cpu_seconds) as rounds:
                 count = size(measure(rounds, warm_count))
-                for number in range(2 * self.repeat):
+                for number in range(2 * self.profile["metrics"]["rounds"]):
                     if number % 4 in (1, 2):  # quiet, scraped, scraped, quiet, ...
                         with Scraper(server.url, every) as scraper:
                             run = measure(rounds, count)
                         scraped.append({**run, **scraper.figures()})
                     else:
                         quiet.append(measure(rounds, count))
+                alone = cpu_per_scrape(server.url, server.cpu_seconds)  # clients idle now
+        for run in scraped:
+            run["scrape_cpu_ms"] = alone * 1000
         self.record(scenario, point, "tidings", quiet)
         self.record(scenario, point, f"tidings, /metrics every {every:g} s", scraped)
 

@@ -77,6 +77,11 @@ class ChannelState:
         yield from self.catching_up
         yield from self.skipping
 
+    def count(self) -> int:
+        """How many subscribers, without walking them (a scrape counts every channel's)."""
+        return (sum(len(members) for members in self.groups.values()) + len(self.catching_up)
+                + len(self.skipping))
+
     def empty(self) -> bool:
         return not (any(self.groups.values()) or self.catching_up or self.skipping)
 
@@ -161,7 +166,7 @@ class Hub:
 
     def local_subscribers(self, channel: str) -> int:
         state = self.channels.get(channel)
-        return sum(1 for _ in state.subscribers()) if state else 0
+        return state.count() if state else 0
 
     def _add_live(self, state: ChannelState, sub: Subscriber) -> None:
         state.groups.setdefault(state.codecs[sub], {})[sub] = None

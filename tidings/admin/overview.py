@@ -30,7 +30,7 @@ def reading(node: Node) -> Reading:
         deliveries=node.hub.deliveries,
         lag_sum=registry.get_sample_value("tidings_event_loop_lag_seconds_sum") or 0.0,
         lag_count=registry.get_sample_value("tidings_event_loop_lag_seconds_count") or 0.0,
-        channels={name: (state.published, sum(1 for _ in state.subscribers()))
+        channels={name: (state.published, state.count())
                   for name, state in list(node.hub.channels.items())
                   if not name.startswith("$")},
     )
