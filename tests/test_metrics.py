@@ -148,3 +148,24 @@ async def test_health_gauges_say_what_the_alerts_watch(server):
     assert value(samples, "tidings_store_stalled_seconds", **node) == 0
     assert value(samples, "tidings_cluster_nodes", **node) == 1
     assert value(samples, "tidings_draining", **node) == 0
+
+
+async def test_stomp_frames_are_counted_as_commands_with_their_error_codes(server):
+    alice = await stomp_client(server.port, "alice")
+    await alice.subscribe("/topic/lobby")
+    await alice.send("SEND", {"destination": "/topic/lobby", "receipt": "r1"}, "hi")
+    await alice.frame("MESSAGE")
+    await alice.frame("RECEIPT")
+    await alice.send("SUBSCRIBE", {"destination": "/topic/x"})  # no id: refused by STOMP
+    assert (await alice.frame("ERROR")).header("message") == "SUBSCRIBE needs an 'id' header"
+    bob = await stomp_client(server.port, "bob")
+    await bob.send("SEND", {"destination": "/topic/nowhere:x"}, "hi")  # refused by the node
+    await bob.frame("ERROR")
+    samples = await scrape(server)
+    assert value(samples, "tidings_commands_total", method="STOMP SEND", outcome="ok") == 1
+    assert value(samples, "tidings_commands_total", method="STOMP SUBSCRIBE", outcome="ok") == 1
+    assert value(samples, "tidings_command_errors_total", method="STOMP SUBSCRIBE",
+                 code="frame") == 1
+    errors = {labels: v for (name, labels), v in samples.items()
+              if name == "tidings_command_errors_total" and ("method", "STOMP SEND") in labels}
+    assert sum(errors.values()) == 1 and ("code", "frame") not in next(iter(errors))
