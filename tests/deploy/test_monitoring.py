@@ -5,8 +5,12 @@ of docs/operations.md, which says what it means and what to do."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +18,8 @@ import promql_parser
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "tidings-alerts.yml"
@@ -140,3 +146,108 @@ async def test_every_dashboard_query_parses_and_names_exported_metrics(exported)
     for query in queries:
         unknown = metric_names(query) - exported
         assert not unknown, f"{query} names metrics no node exports: {unknown}"
+
+
+# ---- with Prometheus itself (Debian's, installed by scripts/test-tools.sh) -------------------
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+RULE_TESTS = Path(__file__).parent / "alert_rule_tests.yml"
+
+
+def _tool(path: str) -> str:
+    if not Path(path).exists():
+        pytest.fail(f"{path} is missing: run scripts/test-tools.sh")
+    return path
+
+
+def test_promtool_accepts_the_rules():
+    result = subprocess.run([_tool(PROMTOOL), "check", "rules", str(ALERTS)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
+
+
+def test_alerts_fire_on_the_series_they_watch_and_not_before(tmp_path):
+    """promtool's rule unit tests: synthetic series in, the alerts expected at given times."""
+    tests = tmp_path / "tests.yml"
+    tests.write_text(RULE_TESTS.read_text().replace("RULES", str(ALERTS)))
+    result = subprocess.run([_tool(PROMTOOL), "test", "rules", str(tests)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@contextlib.contextmanager
+def private_prometheus(tmp_path: Path, target_port: int):
+    """A Prometheus of this test's own on a free port, scraping one node every second."""
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ALERTS)],
+        "scrape_configs": [{"job_name": "tidings",
+                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+    }))
+    proc = subprocess.Popen(
+        [_tool(PROMETHEUS), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+         f"--storage.tsdb.path={tmp_path / 'data'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _until(http, url: str, predicate, timeout: float = 30):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url) as resp:
+                if resp.status == 200 and predicate(body := await resp.json()):
+                    return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting on {url}")
+        await asyncio.sleep(0.5)
+
+
+async def test_prometheus_evaluates_every_rule_and_dashboard_query_on_a_real_node(
+        tmp_path, make_server):
+    async with make_server() as server:
+        alice = await server.client("alice")
+        await alice.call("subscribe", {"channel": "room:lobby"})
+        for n in range(5):
+            await alice.call("publish", {"channel": "room:lobby", "data": n})
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/metrics") as resp:
+                scraped = {sample.name for family in text_string_to_metric_families(
+                    await resp.text()) for sample in family.samples}
+        with private_prometheus(tmp_path, server.port) as prometheus:
+            async with aiohttp.ClientSession() as http:
+                # two scrapes at least, so rates have two points
+                await _until(http, f"{prometheus}/api/v1/query?query=count_over_time("
+                                   "up[1m])", lambda b: b["data"]["result"] and float(
+                                       b["data"]["result"][0]["value"][1]) >= 3)
+                rules = await _until(http, f"{prometheus}/api/v1/rules", lambda b: all(
+                    rule.get("lastEvaluation", "").startswith("20")  # not 0001-01-01: never
+                    for group in b["data"]["groups"] for rule in group["rules"]))
+                for group in rules["data"]["groups"]:
+                    for rule in group["rules"]:
+                        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+                        assert rule["state"] != "firing", rule["name"]  # a healthy node
+                for query in _dashboard_queries():
+                    async with http.get(f"{prometheus}/api/v1/query",
+                                        params={"query": query}) as resp:
+                        body = await resp.json()
+                    assert body["status"] == "success", (query, body)
+                    if metric_names(query) <= scraped:  # every series it reads exists
+                        assert body["data"]["result"], f"{query} matches nothing"
+
+
+def _dashboard_queries() -> list[str]:
+    return [_grafana_to_promql(target["expr"]).replace("$instance", ".*")
+            for panel in _panels(_dashboard()) for target in panel.get("targets", [])]
