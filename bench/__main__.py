@@ -21,7 +21,7 @@ from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
 SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "ingest", "stomp", "stack",
-             "cluster", "shards", "metrics"]
+             "cluster", "shards", "centrifugo", "metrics"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -97,6 +97,8 @@ def main(argv: list[str]) -> int:
         runner.recovery()
     if "stomp" in only and "stomp" in profile:
         runner.stomp()
+    if "centrifugo" in only and "centrifugo" in profile:
+        runner.centrifugo()
     if "ingest" in only and "tidings" in targets:
         runner.ingest()
     if "stack" in only and "stack" in profile:

@@ -72,7 +72,7 @@ class Client(WSListener):
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return
         payload = frame.get_payload_as_bytes()
         kind, value = self.proto.read(payload)
@@ -82,7 +82,7 @@ class Client(WSListener):
             if not self.reply.done():
                 self.reply.set_result(value)
         elif kind == "ping":
-            transport.send(WSMsgType.TEXT, value)
+            transport.send(self.agent.opcode, value)
         elif kind == "open":
             transport.send(WSMsgType.TEXT, self.proto.open_reply(self.user))
 
@@ -97,7 +97,7 @@ class Client(WSListener):
         self.ids += 1
         if frame is not None:
             self.reply = asyncio.get_running_loop().create_future()
-            self.transport.send(WSMsgType.TEXT, frame)
+            self.transport.send(self.agent.opcode, frame)
         if wait:
             await asyncio.wait_for(self.reply, timeout)
 
@@ -106,6 +106,8 @@ class Agent:
     def __init__(self, setup: Setup):
         self.setup = setup
         self.proto = PROTOCOLS[setup.proto]
+        # Protobuf clients (Centrifugo's) send binary frames; every other protocol text
+        self.opcode = WSMsgType.BINARY if getattr(self.proto, "binary", False) else WSMsgType.TEXT
         self.clients: list[Client] = []
         self.dropped = 0
         self.arm(Round(0))

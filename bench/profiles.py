@@ -10,6 +10,7 @@ from __future__ import annotations
 
 MAIN = ["tidings", "socketio-node", "python-socketio", "bare-aiohttp"]
 STOMP = ["tidings", "tidings-stomp", "rabbitmq-web-stomp"]
+CENTRIFUGO = ["tidings", "tidings-centrifugo", "tidings-centrifugo-protobuf"]
 STACK = ["bare-aiohttp", "bare-aiohttp-naive", "bare-picows", "bare-picows-naive",
          "bare-websockets", "bare-websockets-naive"]
 
@@ -25,6 +26,7 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite"]},
         "recovery": [100],
         "stomp": {"targets": ["tidings", "tidings-stomp"], "points": [(50, 50)]},
+        "centrifugo": {"targets": CENTRIFUGO, "points": [(50, 50)]},
         "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 300},
         "metrics": {"fanout": (50, 50), "direct": (20, 5), "every": 0.25, "rounds": 1},
     },
@@ -41,6 +43,7 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 1000), (10_000, 100)]},
+        "centrifugo": {"targets": CENTRIFUGO, "points": [(1000, 1000), (10_000, 100)]},
         # the issue's full count: 10,000 notifications to 100 users, per queue system
         "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
         # scraped 60x as often as Prometheus' default 15 s, so any cost shows
@@ -57,6 +60,7 @@ PROFILES: dict[str, dict] = {
                     "stores": ["sqlite", "postgresql", "mysql"]},
         "recovery": [100, 10_000],
         "stomp": {"targets": STOMP, "points": [(1000, 3000), (10_000, 300)]},
+        "centrifugo": {"targets": CENTRIFUGO, "points": [(1000, 3000), (10_000, 300)]},
         "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
         "stack": {"targets": STACK, "fanout": (1000, 3000), "idle": 10_000},
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),

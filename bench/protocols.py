@@ -7,6 +7,9 @@ Socket.IO (Node and python-socketio alike) speaks Engine.IO 4 over a raw WebSock
 
 from __future__ import annotations
 
+import base64
+import time
+
 import orjson
 
 
@@ -177,5 +180,123 @@ class WebStomp(Stomp):
     credentials = (("login", "guest"), ("passcode", "guest"))
 
 
+class Centrifugo(Tidings):
+    """Centrifugo's client protocol in JSON, as Tidings serves it at /connection/websocket:
+    `subscribe` and `publish` are written as for the native protocol."""
+
+    path = pub_path = "/connection/websocket"
+    acknowledges = True
+    binary = False
+
+    @staticmethod
+    def token(user: str) -> str:
+        """A JWT for `user`: the benchmark's node runs without auth, so its `sub` is read
+        and its signature never checked (and this venv needs no JWT library)."""
+        def part(value: dict) -> str:
+            return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+        claims = {"sub": user, "exp": int(time.time()) + 86_400}
+        return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+    @classmethod
+    def connect(cls, user: str, n: int) -> bytes | None:
+        return orjson.dumps({"id": n, "connect": {"token": cls.token(user)}})
+
+    send = None
+
+    @staticmethod
+    def data(payload: bytes) -> dict:
+        return orjson.loads(payload)["push"]["pub"]["data"]
+
+    @staticmethod
+    def read(payload: bytes) -> tuple[str, object]:
+        if payload.startswith(b'{"push":{"pub"'):
+            return "pub", None
+        if payload.startswith(b'{"id"'):
+            return "reply", orjson.loads(payload)["id"]
+        if payload == b"{}":
+            return "ping", b"{}"
+        return "other", None
+
+
+class CentrifugoProtobuf(Centrifugo):
+    """The same commands as length-delimited Protobuf in binary frames (`?format=protobuf`).
+
+    The few messages the benchmark needs are written and read by hand (field numbers from
+    tidings/protocol/centrifugo.proto), so the load generator's venv needs no protobuf."""
+
+    path = pub_path = "/connection/websocket?format=protobuf"
+    binary = True
+
+    @staticmethod
+    def command(n: int, field: int, body: bytes) -> bytes:
+        message = b"\x08" + _varint(n) + _bytes_field(field, body)
+        return _varint(len(message)) + message
+
+    @classmethod
+    def connect(cls, user: str, n: int) -> bytes | None:
+        return cls.command(n, 4, _bytes_field(1, cls.token(user).encode()))
+
+    @classmethod
+    def join(cls, room: str, n: int) -> bytes:
+        return cls.command(n, 5, _bytes_field(1, room.encode()))
+
+    @classmethod
+    def publish(cls, room: str, data: dict, n: int) -> bytes:
+        return cls.command(n, 7, _bytes_field(1, room.encode())
+                           + _bytes_field(2, orjson.dumps(data)))
+
+    @staticmethod
+    def data(payload: bytes) -> dict:
+        """Publication.data of a pub push, walked to by its tags (fields come in number
+        order: Reply.push, Push.channel, Push.pub, Publication.data)."""
+        _, pos = _read_varint(payload, 0)  # the frame's length prefix
+        _, pos = _read_varint(payload, pos + 1)  # Reply.push's length
+        if payload[pos] == 0x12:  # Push.channel
+            size, pos = _read_varint(payload, pos + 1)
+            pos += size
+        _, pos = _read_varint(payload, pos + 1)  # Push.pub's length
+        size, pos = _read_varint(payload, pos + 1)  # Publication.data's length
+        return orjson.loads(payload[pos:pos + size])
+
+    @classmethod
+    def read(cls, payload: bytes) -> tuple[str, object]:
+        """As cheap for pushes as the JSON prefix test: one tag byte, no parsing. The
+        benchmark's rooms have no join/leave (TIDINGS_ENV), so every push is a `pub`."""
+        if payload == b"\x00":
+            return "ping", b"\x00"
+        start = 1 if payload[0] < 0x80 else 2  # past the length prefix (frames < 16 KiB)
+        tag = payload[start]
+        if tag == 0x22:  # Reply.push
+            return "pub", None
+        if tag == 0x08:  # Reply.id: a reply
+            return "reply", _read_varint(payload, start + 1)[0]
+        return "other", None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _bytes_field(number: int, body: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
 PROTOCOLS = {"tidings": Tidings, "socketio": SocketIO, "bare": Bare, "stomp": Stomp,
-             "webstomp": WebStomp}
+             "webstomp": WebStomp, "centrifugo": Centrifugo,
+             "centrifugo-protobuf": CentrifugoProtobuf}

@@ -18,6 +18,7 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "durable": ("publishes_per_s", "acked publishes/s", True),
     "recovery": ("seconds", "seconds to recover", False),
     "stomp fan-out": ("deliveries_per_s", "deliveries/s", True),
+    "centrifugo fan-out": ("deliveries_per_s", "deliveries/s", True),
     "stack fan-out": ("deliveries_per_s", "deliveries/s", True),
     "stack idle": ("bytes_per_connection", "bytes/connection", False),
     "cluster fan-out": ("deliveries_per_s", "deliveries/s", True),
@@ -163,6 +164,16 @@ def goals(results: dict) -> list[str]:
             ratio = mine / theirs
             out.append(f"- STOMP fan-out {point}: Tidings' STOMP = **{ratio:.2f}x** {name} "
                        f"(goal ≥ {goal}x): {verdict(ratio >= goal)}")
+    for point, targets in s.get("centrifugo fan-out", {}).items():
+        if "tidings" not in targets or not median_of(targets["tidings"], "deliveries_per_s"):
+            continue
+        native = median_of(targets["tidings"], "deliveries_per_s")
+        for target, name in (("tidings-centrifugo", "JSON"),
+                             ("tidings-centrifugo-protobuf", "Protobuf")):
+            if target in targets:
+                ratio = median_of(targets[target], "deliveries_per_s") / native
+                out.append(f"- Centrifugo fan-out {point} ({name}): **{ratio:.2f}x** Tidings' "
+                           f"native protocol (goal ≥ 0.9x): {verdict(ratio >= 0.9)}")
     for scenario in ("metrics fan-out", "metrics direct"):
         key = HEADLINE[scenario][0]
         for point, targets in s.get(scenario, {}).items():

@@ -123,6 +123,17 @@ class Runner:
                              lambda: self._fanout_point("stomp fan-out", target, subscribers,
                                                         publications, with_latency=False))
 
+    def centrifugo(self) -> None:
+        """Room fan-out to Centrifugo-protocol subscribers (JSON and Protobuf) and to native
+        ones in the same run."""
+        spec = self.profile["centrifugo"]
+        for subscribers, publications in spec["points"]:
+            for target in spec["targets"]:
+                self.guarded(f"centrifugo fan-out N={subscribers} {target}",
+                             lambda: self._fanout_point("centrifugo fan-out", target,
+                                                        subscribers, publications,
+                                                        with_latency=False))
+
     def direct(self, targets: list[str]) -> None:
         spec = self.profile["direct"]
         for target in targets:

@@ -26,6 +26,8 @@ from bench import bootstrap, procstat
 PEERS = bootstrap.PEERS
 
 PROTOCOL = {"tidings": "tidings", "tidings-stomp": "stomp", "rabbitmq-web-stomp": "webstomp",
+            "tidings-centrifugo": "centrifugo",
+            "tidings-centrifugo-protobuf": "centrifugo-protobuf",
             "socketio-node": "socketio", "python-socketio": "socketio",
             "bare-aiohttp": "bare", "bare-aiohttp-naive": "bare", "bare-picows": "bare",
             "bare-picows-naive": "bare", "bare-websockets": "bare",

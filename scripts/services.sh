@@ -6,6 +6,7 @@
 # standalone Redis on 6379.
 # Safe to run again: a service that already answers is left alone.
 set -euo pipefail
+trap 'echo "services: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -104,6 +105,22 @@ start_tansu() {
 }
 
 REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"7000 7001 7002"}
+cluster_ok() { redis-cli -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+
+create_redis_cluster() {  # create_redis_cluster FIRST_PORT NODE... ; prints redis-cli's words on failure
+  local first=$1 out
+  shift
+  if ! out=$(redis-cli --cluster create "$@" --cluster-replicas 0 --cluster-yes 2>&1); then
+    echo "$out" >&2
+    return 1
+  fi
+  for _ in $(seq 50); do
+    cluster_ok "$first" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 start_redis_cluster() {
   ensure_package redis-server redis-server
   local port first="" nodes=()
@@ -113,20 +130,23 @@ start_redis_cluster() {
     port_open "$port" && continue
     local dir=/tmp/tidings-redis-cluster/$port
     mkdir -p "$dir"
+    rm -f "$dir/nodes.conf"  # a node.conf left from an earlier cluster would pin stale peers
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$dir" \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
       --save "" --appendonly no
     wait_port "redis cluster master" "$port"
   done
-  if ! redis-cli -p "$first" cluster info | grep -q '^cluster_state:ok'; then
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-    for _ in $(seq 50); do
-      redis-cli -p "$first" cluster info | grep -q '^cluster_state:ok' && return 0
-      sleep 0.2
-    done
-    echo "services: the Redis Cluster on ${nodes[*]} did not become ready" >&2
-    return 1
-  fi
+  cluster_ok "$first" && return 0
+  create_redis_cluster "$first" "${nodes[@]}" && return 0
+  # A half-made cluster (a node that forgot its peers, slots left unassigned): these nodes are
+  # the test suite's own, so wipe them and create the cluster again.
+  for port in $REDIS_CLUSTER_PORTS; do
+    redis-cli -p "$port" flushall >/dev/null 2>&1 || true
+    redis-cli -p "$port" cluster reset hard >/dev/null 2>&1 || true
+  done
+  create_redis_cluster "$first" "${nodes[@]}" && return 0
+  echo "services: the Redis Cluster on ${nodes[*]} did not become ready" >&2
+  return 1
 }
 
 start_postgres

@@ -4,6 +4,7 @@
 # the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
+trap 'echo "test: a setup step failed: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 EXTRAS=test bash scripts/install.sh
 bash scripts/test-clients.sh

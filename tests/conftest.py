@@ -17,16 +17,19 @@ import orjson
 import pytest
 import websockets
 from aiohttp import web
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
+from tests.private import PrivateServer, free_port
 from tidings.config import load_settings
 from tidings.node import Node
 from tidings.server.app import make_app
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The suite shares a loaded machine: how fast hypothesis can draw inputs or run one example
+# says nothing about the code. Bounds that matter are asserted by the tests themselves.
+hypothesis_settings.register_profile("shared-machine", deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("shared-machine")
 
 
 class CommandError(Exception):
@@ -177,3 +180,19 @@ def start_process(env: dict[str, str], *args: str) -> subprocess.Popen:
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("tidings did not start listening")
+
+
+@pytest.fixture
+async def private_tansu() -> AsyncIterator[PrivateServer]:
+    """A tansu of the test's own, not started: a test that needs it starts it."""
+    server = PrivateServer("kafka")
+    yield server
+    await asyncio.to_thread(server.remove)
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[PrivateServer]:
+    """A nats-server with JetStream of the test's own, not started."""
+    server = PrivateServer("nats")
+    yield server
+    await asyncio.to_thread(server.remove)

@@ -43,10 +43,13 @@ def tansu_binary() -> str:
 class PrivateServer:
     """A redis-server, nats-server (with JetStream) or tansu of our own on a spare port."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, advertised_port: int | None = None):
+        """`advertised_port` (tansu only) is the port it tells Kafka clients to connect to: a
+        relay's, so a test can cut them off."""
         assert kind in ("redis", "nats", "kafka")
         self.kind = kind
         self.port = free_port()
+        self.advertised_port = advertised_port or self.port
         self.dir = tempfile.mkdtemp(prefix=f"tidings-{kind}-")
         self.proc: subprocess.Popen | None = None
 
@@ -56,7 +59,7 @@ class PrivateServer:
                        "--save", "", "--appendonly", "no", "--dir", self.dir]
         elif self.kind == "kafka":  # memory storage: a restart empties it
             command = [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-                       "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
+                       "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
                        "--storage-engine", "memory://tansu/"]
         else:
             command = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js",
@@ -78,8 +81,12 @@ class PrivateServer:
         self.stop()
         self.start()
 
-    def remove(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def remove(self) -> None:
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)

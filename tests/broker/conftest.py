@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.private import tansu_binary
+from tests.private import PrivateServer, free_port
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 
@@ -31,12 +29,6 @@ PORTS = {"redis": 6379, "amqp": 5672, "nats": 4222, "kafka": 9092}
 REDIS_CLUSTER_PORTS = [7000, 7001, 7002]
 REDIS_SHARD_PORTS: list[int] = []  # filled by the redis_shards fixture
 TTL = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def broker_url(kind: str, tag: str, port: int | None = None) -> str:
@@ -227,14 +219,14 @@ async def relay_for() -> AsyncIterator:
     advertises the relay's port instead.
     """
     relays: list[Relay] = []
-    servers: list[PrivateTansu] = []
+    servers: list[PrivateServer] = []
 
     async def make(kind: str) -> Relay:
         relay = Relay(PORTS[kind])
         if kind == "kafka":
-            server = PrivateTansu(advertised=relay.port)
+            server = PrivateServer("kafka", advertised_port=relay.port)
             servers.append(server)
-            await server.start()
+            await asyncio.to_thread(server.start)
             relay.target = server.port
         await relay.start()
         relays.append(relay)
@@ -245,87 +237,7 @@ async def relay_for() -> AsyncIterator:
         if relay._server is not None and relay._server.is_serving():
             await relay.cut()
     for server in servers:
-        await server.stop()
-
-
-class PrivateServer:
-    """A broker process of our own on a spare port, to kill and start again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        await _wait_port(self.port)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
-
-
-class PrivateNats(PrivateServer):
-    """A nats-server with JetStream of our own."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="tidings-nats-")
-
-    def command(self) -> list[str]:
-        return ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir]
-
-    async def remove(self) -> None:
-        await self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PrivateTansu(PrivateServer):
-    """A tansu of our own, memory storage: a restart empties it.
-
-    `advertised` is the port it tells clients to connect to (a relay's, to cut them off).
-    """
-
-    def __init__(self, advertised: int | None = None) -> None:
-        super().__init__()
-        self.advertised = advertised or self.port
-
-    def command(self) -> list[str]:
-        return [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-                "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised}",
-                "--storage-engine", "memory://tansu/"]
-
-
-@pytest.fixture
-async def private_tansu() -> AsyncIterator[PrivateTansu]:
-    """Not started: a test that needs it calls `start()`."""
-    server = PrivateTansu()
-    yield server
-    await server.stop()
-
-
-async def _wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def private_nats() -> AsyncIterator[PrivateNats]:
-    """Not started: a test that needs it calls `start()`."""
-    server = PrivateNats()
-    yield server
-    await server.remove()
+        await asyncio.to_thread(server.remove)
 
 
 @pytest.fixture(scope="session")

@@ -374,7 +374,7 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
     space, port = network_space, None
     private = {"nats": private_nats, "kafka": private_tansu}.get(space.kind)
     if private is not None:
-        await private.start()
+        await asyncio.to_thread(private.start)
         port = private.port
     (a, a_in), (b, b_in) = await space.node("a", port=port), await space.node("b", port=port)
     await a.subscribe("room:r")
@@ -389,8 +389,8 @@ async def test_a_node_resubscribes_after_the_server_drops_its_connection(
         await asyncio.get_running_loop().run_in_executor(None, close_rabbitmq_connection,
                                                          a.node)
     else:
-        await private.stop()
-        await private.start()
+        await asyncio.to_thread(private.kill)
+        await asyncio.to_thread(private.start)
         await b_in.wait(lambda: b_in.reconnects >= 1)
     await a_in.wait(lambda: a_in.reconnects >= 1)
 

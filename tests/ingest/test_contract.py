@@ -9,10 +9,12 @@ message back when the store fails, and get its connection back by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import asyncpg
@@ -20,7 +22,10 @@ import orjson
 import pytest
 
 from tests.ingest.conftest import System, notification, restore
+from tests.store.test_store import mysql_execute, throwaway_database, throwaway_schema
 from tidings.ingest.notification import REASONS
+from tidings.store.mysql import split_url as mysql_split_url
+from tidings.store.postgres import split_url as pg_split_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -136,32 +141,47 @@ async def test_a_repeated_id_is_stored_once_for_every_recipient(system, make_ser
         for user in team["users"]:
             view = await inbox(server, user)
             assert view["sources"]["billing"]["total"] == 2, user
-            assert [m["data"] for m in view["sources"]["billing"]["messages"]] == [
-                {"title": "release-8"}, {"title": "release-7"}]
+            # Kafka keeps order per partition only, and these four are unkeyed
+            titles = sorted(m["data"]["title"] for m in view["sources"]["billing"]["messages"])
+            assert titles == ["release-7", "release-8"], user
 
 
+@contextlib.asynccontextmanager
+async def _shared_store(kind: str) -> AsyncIterator[tuple[str, Callable[[str], Awaitable]]]:
+    """A throwaway PostgreSQL schema or MariaDB database: its store URL, and a way to run
+    SQL on its tables (to break and mend them under a running node)."""
+    if kind == "mysql":
+        async with throwaway_database() as url:
+            database = mysql_split_url(url)[1]
+            yield url, lambda sql: mysql_execute(sql, database=database)
+        return
+    async with throwaway_schema() as url:
+        dsn, schema = pg_split_url(url)
+        db = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            yield url, db.execute
+        finally:
+            await db.close()
+
+
+@pytest.mark.parametrize("store_kind", ["postgresql", "mysql"])
 async def test_a_store_failure_hands_the_message_back_and_it_is_stored_once(system,
-                                                                            make_server):
-    schema = f"t{uuid.uuid4().hex[:10]}"
-    db = await asyncpg.connect(PG)
-    try:
-        async with make_server(store=f"{PG}?schema={schema}",
-                               message_center=center(system)) as server:
-            await server.node.inbox.view("dan", limit=1)  # the schema exists now
-            await db.execute(f"ALTER TABLE {schema}.tidings_inbox RENAME TO broken")
-            await system.put(notification("while-down", {"user": "dan"}))
-            await until(lambda: metric(server, "tidings_ingest_retries_total",
-                                       source="billing-queue"), what="a retry")
-            assert await system.pending() >= 1  # not acknowledged: nothing was stored
-            await db.execute(f"ALTER TABLE {schema}.broken RENAME TO tidings_inbox")
-            await settled(server, 1)
-            await until(lambda: _none_pending(system), what="the acknowledgement")
-            assert (await inbox(server, "dan"))["sources"]["billing"]["total"] == 1
-            history = await server.node.store.history("user:dan", limit=10)
-            assert len(history.publications) == 1
-    finally:
-        await db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await db.close()
+                                                                            make_server,
+                                                                            store_kind):
+    async with _shared_store(store_kind) as (url, execute), make_server(
+            store=url, message_center=center(system)) as server:
+        await server.node.inbox.view("dan", limit=1)  # the tables exist now
+        await execute("ALTER TABLE tidings_inbox RENAME TO broken")
+        await system.put(notification("while-down", {"user": "dan"}))
+        await until(lambda: metric(server, "tidings_ingest_retries_total",
+                                   source="billing-queue"), what="a retry")
+        assert await system.pending() >= 1  # not acknowledged: nothing was stored
+        await execute("ALTER TABLE broken RENAME TO tidings_inbox")
+        await settled(server, 1)
+        await until(lambda: _none_pending(system), what="the acknowledgement")
+        assert (await inbox(server, "dan"))["sources"]["billing"]["total"] == 1
+        history = await server.node.store.history("user:dan", limit=10)
+        assert len(history.publications) == 1
 
 
 @pytest.mark.parametrize("system", ["amqp", "redis", "nats"], indirect=True)
@@ -183,7 +203,7 @@ async def test_a_consumer_whose_connection_drops_reconnects_and_resumes(system, 
 
 
 async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu, make_server):
-    await private_tansu.start()
+    await asyncio.to_thread(private_tansu.start)
     system = System("kafka", port=private_tansu.port)
     await system.open()
     try:
@@ -191,9 +211,9 @@ async def test_a_kafka_consumer_resumes_after_its_broker_restarts(private_tansu,
             eve = await server.client("eve")
             await system.put(notification("before", {"user": "eve"}))
             assert (await eve.push("pub", timeout=30))["data"] == {"title": "before"}
-            await private_tansu.stop()
+            await asyncio.to_thread(private_tansu.kill)
             await asyncio.sleep(1.0)
-            await private_tansu.start()  # empty again: memory storage
+            await asyncio.to_thread(private_tansu.start)  # empty again: memory storage
             await system.close()
             system = System("kafka", port=private_tansu.port, tag=system.tag)
             await system.open()  # the topics again

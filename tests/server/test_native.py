@@ -317,7 +317,8 @@ async def test_connection_without_connect_is_closed(make_server):
 
 
 async def test_slow_consumer_is_cut_off_and_recovers(make_server):
-    async with make_server(max_outgoing_bytes=65536) as server:
+    unlimited = {"command_rate": 1e9, "command_burst": 10**9}  # the publisher floods on purpose
+    async with make_server(max_outgoing_bytes=65536, security=unlimited) as server:
         alice = await server.client("alice")
         await alice.call("subscribe", {"channel": "room:flood"})
         reader = await server.client("reader")

@@ -295,7 +295,7 @@ async def test_resume_on_the_users_own_queue(server):
     alice = await server.client("alice")
     sent = await alice.call("send", {"user": "bob", "data": "one"})
     await alice.call("send", {"user": "bob", "data": "two"})
-    await bob.subscribe("/user/queue/inbox", wait=False, offset=str(sent["offset"] - 1),
+    await bob.subscribe("/user/queue/updates", wait=False, offset=str(sent["offset"] - 1),
                         epoch=sent["epoch"])
     assert [m.body for m in await bob.messages(2)] == [b"one", b"two"]
     await alice.call("send", {"user": "bob", "data": "three"})

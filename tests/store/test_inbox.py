@@ -1,5 +1,6 @@
-"""The store's message-center half, against SQLite and a real PostgreSQL: idempotency keys,
-inbox messages, exact counts, read state, retention per source, concurrent nodes.
+"""The store's message-center half, against SQLite, a real PostgreSQL and a real MariaDB:
+idempotency keys, inbox messages, exact counts, read state, retention per source,
+concurrent nodes.
 """
 
 from __future__ import annotations
@@ -8,7 +9,13 @@ import asyncio
 
 import pytest
 
-from tests.store.test_store import KEEP, pg_url, running, store, store_url  # noqa: F401
+from tests.store.test_store import (  # noqa: F401
+    KEEP,
+    running,
+    shared_url,
+    store,
+    store_url,
+)
 from tidings.model import Publication
 from tidings.readstate import InboxSpec, NoSuchMessage, ReadChange
 from tidings.store.base import Duplicate, Idempotency, Store
@@ -59,8 +66,18 @@ async def test_a_key_past_its_window_may_be_used_again(store):
                       Publication)
 
 
-async def test_postgres_nodes_racing_on_one_key_store_it_once(pg_url):  # noqa: F811
-    async with running(pg_url, pg_url, pg_url) as nodes:
+async def test_a_key_of_any_length_works_like_a_short_one(store):
+    long = Idempotency("ingest:" + "é" * 2000, 60)  # beyond any database's index key limit
+    first = await store.append("room:long", b"1", retention=KEEP, idempotency=long)
+    again = await store.append("room:long", b"2", retention=KEEP, idempotency=long)
+    assert isinstance(again, Duplicate) and again.offset == first.offset
+    near = Idempotency("ingest:" + "é" * 1999 + "e", 60)
+    assert isinstance(await store.append("room:long", b"3", retention=KEEP, idempotency=near),
+                      Publication)
+
+
+async def test_nodes_racing_on_one_key_store_it_once(shared_url):  # noqa: F811
+    async with running(shared_url, shared_url, shared_url) as nodes:
         results = await asyncio.gather(*(
             node.append("user:u", b"1", retention=KEEP, idempotency=Idempotency(f"k{n}", 60))
             for n in range(30) for node in nodes))
@@ -147,9 +164,9 @@ async def test_expired_messages_leave_the_counts_at_once(store):
     assert (await store.inbox_view("max", limit=5)).counts.unread == 2
 
 
-async def test_postgres_concurrent_deliveries_and_reads_from_several_nodes_stay_exact(
-        pg_url):  # noqa: F811
-    async with running(pg_url, pg_url, pg_url) as nodes:
+async def test_concurrent_deliveries_and_reads_from_several_nodes_stay_exact(
+        shared_url):  # noqa: F811
+    async with running(shared_url, shared_url, shared_url) as nodes:
         spec = InboxSpec("zed", 100_000)
 
         async def deliver(node: Store, n: int):

@@ -100,6 +100,16 @@ class AppendRequest:
         return (self.channel, offset, self.time, self.expires, self.data, self.source,
                 self.sender)
 
+    def inbox_row(self, offset: int) -> tuple | None:
+        """The inbox-table row (recipient, offset, source, time, expires, data), or None if
+        the publication is no inbox message (it needs an inbox spec and a source)."""
+        spec = self.inbox
+        if spec is None or self.source is None:
+            return None
+        age = int(spec.max_age * 1000)
+        return (spec.user, offset, self.source, self.time, self.time + age if age else None,
+                self.data)
+
 
 @dataclass(slots=True, frozen=True)
 class Idempotency:

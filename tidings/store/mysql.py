@@ -22,6 +22,10 @@ The same design as the PostgreSQL store, in MySQL's terms:
   lock, not a transaction, is what keeps two nodes from migrating at once.
 - Channel names are ASCII with a binary collation (`ascii_bin`): `room:A` and `room:a`
   are two channels, as everywhere else in Tidings.
+- Idempotency keys are claimed inside the batch's transaction, before the channel rows
+  (`INSERT ... ON DUPLICATE KEY UPDATE`, sorted), so a node racing another on one key
+  waits for that node's commit and answers its place; keys are kept as their SHA-256.
+  A connection lost during a commit is CommitUnknown: the COMMIT may have gone through.
 
 Connections come from a bounded pool in autocommit mode; the writer opens an explicit
 transaction per batch (READ COMMITTED, so concurrent batches do not take gap locks on
@@ -34,10 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncmy
@@ -45,11 +51,31 @@ import orjson
 from asyncmy import errors
 
 from tidings.model import AckPosition, Publication, StreamPosition
-from tidings.store.base import AppendRequest, Store, StoreError, now_ms
+from tidings.readstate import (
+    InboxCounts,
+    InboxMessage,
+    InboxView,
+    NoSuchMessage,
+    ReadChange,
+    SourceCounts,
+)
+from tidings.store.base import (
+    CHANGE_SETS,
+    AppendRequest,
+    CommitUnknown,
+    Duplicate,
+    Store,
+    StoreError,
+    change_filter,
+    now_ms,
+    repeats_in_batch,
+    resolve_repeats,
+)
 
 log = logging.getLogger("tidings.store.mysql")
+T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COMMAND_TIMEOUT = 30  # seconds: a database that stops answering fails the call, not hangs
 CONNECT_TIMEOUT = 5
 LOCK_TIMEOUT = 60  # seconds a starting node waits for another's migration
@@ -95,10 +121,81 @@ MIGRATIONS = {
         ) ENGINE=InnoDB
         """,
     ],
+    # The message center: idempotency keys, inbox messages with their read state. Keys are
+    # kept as their SHA-256 (any key length fits InnoDB's index limit). IF NOT EXISTS: DDL
+    # commits one statement at a time, so a step cut short can be run again.
+    3: [
+        """
+        CREATE TABLE IF NOT EXISTS tidings_idempotency (
+            digest BINARY(32) NOT NULL,
+            channel VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            `offset` BIGINT NOT NULL,
+            epoch VARCHAR(32) NOT NULL,
+            time BIGINT NOT NULL,
+            expires BIGINT NOT NULL,
+            PRIMARY KEY (digest, channel),
+            KEY tidings_idempotency_expires (expires)
+        ) ENGINE=InnoDB
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS tidings_inbox (
+            recipient VARCHAR(200) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            `offset` BIGINT NOT NULL,
+            source VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            time BIGINT NOT NULL,
+            expires BIGINT NULL,
+            data LONGBLOB NOT NULL,
+            is_read TINYINT NOT NULL DEFAULT 0,
+            is_seen TINYINT NOT NULL DEFAULT 0,
+            is_archived TINYINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (recipient, `offset`),
+            KEY tidings_inbox_source (recipient, source, `offset`),
+            KEY tidings_inbox_counts (recipient, is_archived, source, is_read, is_seen, expires),
+            KEY tidings_inbox_expires (expires)
+        ) ENGINE=InnoDB
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS tidings_inbox_users (
+            recipient VARCHAR(200) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY,
+            version BIGINT NOT NULL
+        ) ENGINE=InnoDB
+        """,
+    ],
 }
 
 COLUMNS = "channel, `offset`, time, data, source, sender"
 NOT_EXPIRED = "(expires IS NULL OR expires > %s)"
+# Claim idempotency keys (rows in sorted order, so concurrent batches lock them in one
+# order; a key another node is inserting waits for that node's commit). A key past its
+# window is taken over with `offset` 0, as a new one is inserted: after this, the rows at
+# offset 0 are the keys this batch appends for, the rest name a publication already stored.
+# `expires` is assigned last, so every test before it reads the old value.
+CLAIM = """
+INSERT INTO tidings_idempotency (digest, channel, `offset`, epoch, time, expires) VALUES {rows}
+ON DUPLICATE KEY UPDATE `offset` = IF(expires <= %s, 0, `offset`),
+    epoch = IF(expires <= %s, '', epoch), time = IF(expires <= %s, 0, time),
+    expires = IF(expires <= %s, VALUES(expires), expires)
+"""
+PLACE_KEYS = """
+INSERT INTO tidings_idempotency (digest, channel, `offset`, epoch, time, expires) VALUES {rows}
+ON DUPLICATE KEY UPDATE `offset` = VALUES(`offset`), epoch = VALUES(epoch), time = VALUES(time)
+"""
+INBOX_LIVE = "recipient = %s AND is_archived = 0 AND (expires IS NULL OR expires > %s)"
+INBOX_COLUMNS = "`offset`, source, time, data, is_read, is_seen"
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _key_expires(request: AppendRequest) -> int:
+    """When the request's idempotency key may be used again (ms)."""
+    return request.time + int(request.idempotency.window * 1000)
+
+
+def _values(count: int, width: int) -> str:
+    """`(%s, ...), (%s, ...)`: `count` rows of `width` placeholders."""
+    return ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * count)
 
 
 def split_url(url: str) -> tuple[dict, str]:
@@ -135,15 +232,16 @@ def _lost(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _failures(action: str) -> Iterator[None]:
-    """Turn driver errors into StoreError, saying plainly when the connection was lost."""
+def _failures(action: str, lost_error: type[StoreError] = StoreError) -> Iterator[None]:
+    """Turn driver errors into StoreError, saying plainly when the connection was lost
+    (as `lost_error`: CommitUnknown for a commit, whose outcome a lost connection hides)."""
     try:
         yield
     except StoreError:
         raise
     except (errors.MySQLError, OSError, asyncio.TimeoutError) as exc:
         if _lost(exc):
-            raise StoreError(f"mysql: database unreachable or connection lost while {action} "
+            raise lost_error(f"mysql: database unreachable or connection lost while {action} "
                              f"({type(exc).__name__}: {exc})") from exc
         raise StoreError(f"mysql: {action} failed: {exc}") from exc
 
@@ -237,7 +335,10 @@ class MySQLStore(Store):
         """A pooled connection; one that failed is closed instead of going back as it is."""
         if self._pool is None:
             raise StoreError("mysql: store is not open")
-        conn = await asyncio.wait_for(self._pool.acquire(), COMMAND_TIMEOUT)
+        try:
+            conn = await asyncio.wait_for(self._pool.acquire(), COMMAND_TIMEOUT)
+        except asyncio.TimeoutError:  # nothing was sent: a plain failure, not a lost commit
+            raise StoreError(f"mysql: no free connection within {COMMAND_TIMEOUT} s") from None
         try:
             yield conn
         except BaseException:
@@ -246,69 +347,240 @@ class MySQLStore(Store):
         finally:
             self._pool.release(conn)
 
-    # ---- writes ----------------------------------------------------------------------
-
-    async def _commit(self, batch: list[AppendRequest]) -> list[Publication]:
-        with _failures("appending"):
-            for attempt in range(DEADLOCK_RETRIES):
-                try:
-                    return await self._commit_once(batch)
-                except errors.OperationalError as exc:
-                    if _code(exc) not in DEADLOCK_CODES or attempt == DEADLOCK_RETRIES - 1:
-                        raise
-                    log.info("mysql: batch chosen as deadlock victim; trying again")
-        raise AssertionError("unreachable")
-
-    async def _commit_once(self, batch: list[AppendRequest]) -> list[Publication]:
-        by_channel: dict[str, list[int]] = defaultdict(list)
-        for index, request in enumerate(batch):
-            by_channel[request.channel].append(index)
-        channels = sorted(by_channel)  # sorted: concurrent batches lock rows in one order
-        pubs: list[Publication | None] = [None] * len(batch)
-        rows, trims = [], []
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator:
+        """A cursor in one READ COMMITTED transaction: committed at the end, rolled back on
+        error. READ COMMITTED, so concurrent writers take no gap locks on each other."""
         async with self._connection() as conn, conn.cursor() as cur:
             await cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             await conn.begin()
             try:
-                await cur.execute(
-                    "INSERT INTO tidings_channels (channel, top, epoch) VALUES "
-                    + ", ".join(["(%s, %s, %s)"] * len(channels))
-                    + " ON DUPLICATE KEY UPDATE top = top + VALUES(top)",
-                    [v for c in channels for v in (c, len(by_channel[c]), self._epoch)])
-                await cur.execute(
-                    "SELECT channel, top, epoch FROM tidings_channels WHERE channel IN ("
-                    + ", ".join(["%s"] * len(channels)) + ")", channels)
-                for channel, top, epoch in await cur.fetchall():
-                    indexes = by_channel[channel]
-                    for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
-                        pubs[index] = batch[index].stored(offset, epoch)
-                        rows.append(batch[index].row(offset))
-                    upto = top - batch[indexes[-1]].retention.size
-                    if upto > 0:
-                        trims.append((channel, upto))
-                await cur.execute(
-                    "INSERT INTO tidings_publications "
-                    "(channel, `offset`, time, expires, data, source, sender) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows)),
-                    [v for row in rows for v in row])
-                if trims:
-                    await cur.execute(
-                        "DELETE FROM tidings_publications WHERE "
-                        + " OR ".join(["(channel = %s AND `offset` <= %s)"] * len(trims)),
-                        [v for trim in trims for v in trim])
-                await conn.commit()
+                yield cur
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.rollback()
                 raise
-        return pubs  # type: ignore[return-value]
+            await conn.commit()
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator:
+        """A cursor whose reads all see one snapshot, as the other stores' reads do."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            try:
+                yield cur
+            finally:
+                await conn.commit()
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a transaction, again if InnoDB chose it as a deadlock victim (rolled back whole)."""
+        for tries in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                return await attempt()
+            except errors.OperationalError as exc:
+                if _code(exc) not in DEADLOCK_CODES or tries == DEADLOCK_RETRIES:
+                    raise
+                log.info("mysql: transaction chosen as deadlock victim; trying again")
+        raise AssertionError("unreachable")
+
+    # ---- writes ----------------------------------------------------------------------
+
+    async def _commit(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
+        with _failures("appending", CommitUnknown):
+            return await self._retrying(lambda: self._commit_once(batch))
+
+    async def _commit_once(self, batch: list[AppendRequest]) -> list[Publication | Duplicate]:
+        results: list[Publication | Duplicate | None] = [None] * len(batch)
+        repeats = repeats_in_batch(batch)
+        keyed = [i for i, r in enumerate(batch) if r.idempotency is not None and i not in repeats]
+        async with self._transaction() as cur:
+            if keyed:
+                await self._claim_keys(cur, batch, keyed, results)
+            fresh = [i for i in range(len(batch)) if results[i] is None and i not in repeats]
+            if fresh:
+                await self._append(cur, batch, fresh, results)
+            placed = [i for i in keyed if isinstance(results[i], Publication)]
+            if placed:
+                await cur.execute(PLACE_KEYS.format(rows=_values(len(placed), 6)), [
+                    v for i in placed for v in (
+                        _digest(batch[i].idempotency.key), results[i].channel,
+                        results[i].offset, results[i].epoch, results[i].time,
+                        _key_expires(batch[i]))])
+        resolve_repeats(results, repeats)
+        return results  # type: ignore[return-value]
+
+    async def _claim_keys(self, cur, batch: list[AppendRequest], keyed: list[int],
+                          results: list) -> None:
+        """Claim the batch's idempotency keys; answer the ones already used with Duplicate."""
+        now = now_ms()
+        claims = sorted((_digest(batch[i].idempotency.key), batch[i].channel, i) for i in keyed)
+        await cur.execute(
+            CLAIM.format(rows=", ".join(["(%s, %s, 0, '', 0, %s)"] * len(claims))),
+            [v for digest, channel, i in claims for v in (digest, channel,
+                                                         _key_expires(batch[i]))]
+            + [now] * 4)
+        await cur.execute(
+            "SELECT digest, channel, `offset`, epoch, time FROM tidings_idempotency WHERE "
+            + " OR ".join(["(digest = %s AND channel = %s)"] * len(claims)),
+            [v for digest, channel, _ in claims for v in (digest, channel)])
+        places = {(digest, channel): (offset, epoch, time)
+                  for digest, channel, offset, epoch, time in await cur.fetchall()}
+        for digest, channel, i in claims:
+            offset, epoch, time = places[(bytes(digest), channel)]
+            if offset:  # not claimed by this batch: the first append's place
+                results[i] = Duplicate(channel, offset, epoch, time)
+
+    async def _append(self, cur, batch: list[AppendRequest], fresh: list[int],
+                      results: list) -> None:
+        """Reserve the offsets, insert the publications (and inbox messages), trim both."""
+        by_channel: dict[str, list[int]] = defaultdict(list)
+        for index in fresh:
+            by_channel[batch[index].channel].append(index)
+        channels = sorted(by_channel)  # sorted: concurrent batches lock rows in one order
+        rows, trims, inbox, inbox_trims = [], [], [], {}
+        await cur.execute(
+            "INSERT INTO tidings_channels (channel, top, epoch) VALUES "
+            + _values(len(channels), 3) + " ON DUPLICATE KEY UPDATE top = top + VALUES(top)",
+            [v for c in channels for v in (c, len(by_channel[c]), self._epoch)])
+        await cur.execute(
+            "SELECT channel, top, epoch FROM tidings_channels WHERE channel IN ("
+            + ", ".join(["%s"] * len(channels)) + ")", channels)
+        for channel, top, epoch in await cur.fetchall():
+            indexes = by_channel[channel]
+            for offset, index in enumerate(indexes, start=top - len(indexes) + 1):
+                request = batch[index]
+                results[index] = request.stored(offset, epoch)
+                rows.append(request.row(offset))
+                message = request.inbox_row(offset)
+                if message is not None:
+                    inbox.append(message)
+                    inbox_trims[(request.inbox.user, request.source)] = request.inbox.max_messages
+            upto = top - batch[indexes[-1]].retention.size
+            if upto > 0:
+                trims.append((channel, upto))
+        await cur.execute(
+            "INSERT INTO tidings_publications "
+            "(channel, `offset`, time, expires, data, source, sender) VALUES "
+            + _values(len(rows), 7), [v for row in rows for v in row])
+        if trims:
+            await cur.execute(
+                "DELETE FROM tidings_publications WHERE "
+                + " OR ".join(["(channel = %s AND `offset` <= %s)"] * len(trims)),
+                [v for trim in trims for v in trim])
+        if inbox:
+            await cur.execute(
+                "INSERT INTO tidings_inbox (recipient, `offset`, source, time, expires, data) "
+                "VALUES " + _values(len(inbox), 6), [v for row in inbox for v in row])
+            await self._trim_inbox(cur, inbox_trims)
+
+    @staticmethod
+    async def _trim_inbox(cur, keep: dict[tuple[str, str], int]) -> None:
+        """Keep each (user, source)'s newest `keep` inbox messages.
+
+        Two statements, because MySQL cannot delete from a table a subquery reads: one finds
+        each pair's newest offset past the limit, one deletes from there down.
+        """
+        pairs = sorted(keep.items())
+        await cur.execute(" UNION ALL ".join([
+            "(SELECT recipient, source, `offset` FROM tidings_inbox WHERE recipient = %s "
+            "AND source = %s ORDER BY `offset` DESC LIMIT 1 OFFSET %s)"] * len(pairs)),
+            [v for (user, source), kept in pairs for v in (user, source, kept)])
+        cuts = await cur.fetchall()
+        if cuts:
+            await cur.execute(
+                "DELETE FROM tidings_inbox WHERE " + " OR ".join(
+                    ["(recipient = %s AND source = %s AND `offset` <= %s)"] * len(cuts)),
+                [v for cut in cuts for v in cut])
 
     async def _expire(self, now: int) -> int:
         with _failures("expiring"):
             async with self._connection() as conn, conn.cursor() as cur:
-                return await cur.execute(
+                expired = await cur.execute(
                     "DELETE FROM tidings_publications WHERE expires IS NOT NULL "
                     "AND expires <= %s", (now,))
+                await cur.execute(
+                    "DELETE FROM tidings_inbox WHERE expires IS NOT NULL AND expires <= %s",
+                    (now,))
+                await cur.execute("DELETE FROM tidings_idempotency WHERE expires <= %s", (now,))
+        return expired
+
+    # ---- the inbox -------------------------------------------------------------------
+
+    @staticmethod
+    async def _counts_on(cur, user: str, now: int, source: str | None = None) -> InboxCounts:
+        only = " AND source = %s" if source is not None else ""
+        await cur.execute(
+            "SELECT source, COUNT(*), SUM(is_read = 0), SUM(is_seen = 0) "
+            f"FROM tidings_inbox WHERE {INBOX_LIVE}{only} GROUP BY source",
+            (user, now) + ((source,) if source is not None else ()))
+        rows = await cur.fetchall()
+        await cur.execute(
+            "SELECT (SELECT version FROM tidings_inbox_users WHERE recipient = %s), "
+            "(SELECT MAX(`offset`) FROM tidings_inbox WHERE recipient = %s)", (user, user))
+        version, top = await cur.fetchone()
+        return InboxCounts(  # SUM is a DECIMAL in MySQL
+            {name: SourceCounts(int(total), int(unread), int(unseen))
+             for name, total, unread, unseen in rows}, version or 0, top or 0)
+
+    @staticmethod
+    def _messages(rows) -> list[InboxMessage]:
+        return [InboxMessage(o, s, t, bytes(d), bool(r), bool(n)) for o, s, t, d, r, n in rows]
+
+    async def _inbox_view(self, user: str, limit: int, now: int) -> InboxView:
+        rows: list = []
+        with _failures("reading the inbox"):
+            async with self._snapshot() as cur:
+                counts = await self._counts_on(cur, user, now)
+                if counts.sources:  # each source's newest, walking its index backwards
+                    await cur.execute(" UNION ALL ".join([
+                        f"(SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                        "AND source = %s ORDER BY `offset` DESC LIMIT %s)"] * len(counts.sources)),
+                        [v for source in counts.sources for v in (user, now, source, limit)])
+                    rows = list(await cur.fetchall())
+        messages: dict[str, list[InboxMessage]] = {}
+        # a UNION promises no order: newest first again
+        for message in sorted(self._messages(rows), key=lambda m: -m.offset):
+            messages.setdefault(message.source, []).append(message)
+        return InboxView(counts, messages)
+
+    async def _inbox_page(self, user, source, before, limit, now):
+        with _failures("reading the inbox"):
+            async with self._snapshot() as cur:
+                counts = await self._counts_on(cur, user, now, source)
+                await cur.execute(
+                    f"SELECT {INBOX_COLUMNS} FROM tidings_inbox WHERE {INBOX_LIVE} "
+                    "AND source = %s AND `offset` < %s ORDER BY `offset` DESC LIMIT %s",
+                    (user, now, source, before if before is not None else 2**63 - 1, limit))
+                rows = await cur.fetchall()
+        return counts, self._messages(rows)
+
+    async def _inbox_change(self, user: str, change: ReadChange,
+                            now: int) -> tuple[int, InboxCounts]:
+        terms = change_filter(change)
+        where = "recipient = %s AND (expires IS NULL OR expires > %s)" + "".join(
+            f" AND {column.replace('offset', '`offset`')} %s" for column, _ in terms)
+        params = (user, now, *(value for _, value in terms))
+        sets, needs = CHANGE_SETS[change.kind]
+
+        async def once() -> tuple[int, InboxCounts] | None:
+            async with self._transaction() as cur:
+                if change.offset is not None:
+                    await cur.execute(f"SELECT 1 FROM tidings_inbox WHERE {where}", params)
+                    if await cur.fetchone() is None:
+                        return None  # nothing written: the commit ends an empty transaction
+                changed = await cur.execute(
+                    f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params)
+                await cur.execute(
+                    "INSERT INTO tidings_inbox_users (recipient, version) VALUES (%s, 1) "
+                    "ON DUPLICATE KEY UPDATE version = version + 1", (user,))
+                return changed, await self._counts_on(cur, user, now)
+
+        with _failures("changing read state"):
+            outcome = await self._retrying(once)
+        if outcome is None:
+            raise NoSuchMessage(change.offset)
+        return outcome
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -337,25 +609,19 @@ class MySQLStore(Store):
 
     async def _history(self, channel, limit, since, reverse):
         with _failures("reading history"):
-            async with self._connection() as conn, conn.cursor() as cur:
-                # one snapshot for the position and the rows, as the other stores do
-                await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                try:
-                    position = await self._position_on(cur, channel)
-                    if reverse:
-                        where, order = "`offset` < %s", "DESC"
-                        bound = position.offset + 1 if since is None else since
-                    else:
-                        where, order = "`offset` > %s", "ASC"
-                        bound = 0 if since is None else since
-                    await cur.execute(
-                        f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = %s "
-                        f"AND {where} AND {NOT_EXPIRED} ORDER BY `offset` {order} LIMIT %s",
-                        (channel, bound, now_ms(), limit))
-                    rows = await cur.fetchall()
-                finally:
-                    await conn.commit()
+            async with self._snapshot() as cur:  # one snapshot for the position and the rows
+                position = await self._position_on(cur, channel)
+                if reverse:
+                    where, order = "`offset` < %s", "DESC"
+                    bound = position.offset + 1 if since is None else since
+                else:
+                    where, order = "`offset` > %s", "ASC"
+                    bound = 0 if since is None else since
+                await cur.execute(
+                    f"SELECT {COLUMNS} FROM tidings_publications WHERE channel = %s "
+                    f"AND {where} AND {NOT_EXPIRED} ORDER BY `offset` {order} LIMIT %s",
+                    (channel, bound, now_ms(), limit))
+                rows = await cur.fetchall()
         return self._pubs(rows, position.epoch), position
 
     async def _read_range(self, channel: str, after: int, upto: int) -> list[Publication]:

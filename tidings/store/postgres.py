@@ -365,12 +365,10 @@ class PostgresStore(Store):
                 request = batch[index]
                 results[index] = request.stored(offset, epoch)
                 rows.append(request.row(offset))
-                spec = request.inbox
-                if spec is not None and request.source is not None:
-                    age = int(spec.max_age * 1000)
-                    inbox.append((spec.user, offset, request.source, request.time,
-                                  request.time + age if age else None, request.data))
-                    inbox_trims[(spec.user, request.source)] = spec.max_messages
+                message = request.inbox_row(offset)
+                if message is not None:
+                    inbox.append(message)
+                    inbox_trims[(request.inbox.user, request.source)] = request.inbox.max_messages
             trims.append((channel, top - batch[indexes[-1]].retention.size))
         await conn.copy_records_to_table(
             "tidings_publications", records=rows, schema_name=self.schema,

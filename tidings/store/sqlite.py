@@ -241,12 +241,10 @@ class SQLiteStore(Store):
                     window = int(request.idempotency.window * 1000)
                     keys.append((request.idempotency.key, pub.channel, pub.offset, pub.epoch,
                                  pub.time, pub.time + window))
-                if request.inbox is not None and pub.source is not None:
-                    spec = request.inbox
-                    age = int(spec.max_age * 1000)
-                    inbox.append((spec.user, pub.offset, pub.source, pub.time,
-                                  pub.time + age if age else None, pub.data))
-                    trims[(spec.user, pub.source)] = spec.max_messages
+                message = request.inbox_row(pub.offset)
+                if message is not None:
+                    inbox.append(message)
+                    trims[(request.inbox.user, pub.source)] = request.inbox.max_messages
             conn.executemany(
                 "INSERT INTO tidings_publications "
                 "(channel, offset, time, expires, data, source, sender) "
