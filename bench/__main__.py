@@ -21,7 +21,7 @@ from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
 SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "ingest", "stomp", "stack",
-             "cluster", "shards", "centrifugo"]
+             "cluster", "shards", "centrifugo", "metrics"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -110,6 +110,8 @@ def main(argv: list[str]) -> int:
         runner.cluster()
     if "shards" in only and "shards" in profile:
         runner.shards()
+    if "metrics" in only and "metrics" in profile and "tidings" in targets:
+        runner.metrics()
     results["seconds"] = time.monotonic() - started
 
     RESULTS.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ def _short(value: float, _pos: int) -> str:
 
 
 PANELS = ["fanout", "latency", "direct", "idle", "durable", "recovery", "stack fan-out",
-          "stack idle", "cluster fan-out", "cluster direct"]
+          "stack idle", "cluster fan-out", "cluster direct", "metrics fan-out", "metrics direct"]
 
 
 def plots(results: dict, path: Path) -> None:

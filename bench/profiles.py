@@ -28,6 +28,7 @@ PROFILES: dict[str, dict] = {
         "stomp": {"targets": ["tidings", "tidings-stomp"], "points": [(50, 50)]},
         "centrifugo": {"targets": CENTRIFUGO, "points": [(50, 50)]},
         "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 300},
+        "metrics": {"fanout": (50, 50), "direct": (20, 5), "every": 0.25, "rounds": 1},
     },
     "quick": {  # a few minutes: the default
         "repeat": 3, "deadline": 60, "round_seconds": 1.0,
@@ -45,6 +46,8 @@ PROFILES: dict[str, dict] = {
         "centrifugo": {"targets": CENTRIFUGO, "points": [(1000, 1000), (10_000, 100)]},
         # the issue's full count: 10,000 notifications to 100 users, per queue system
         "ingest": {"systems": ["rabbitmq", "kafka", "redis", "nats"], "notifications": 10_000},
+        # scraped 60x as often as Prometheus' default 15 s, so any cost shows
+        "metrics": {"fanout": (1000, 1000), "direct": (1000, 20), "every": 0.25, "rounds": 5},
     },
     "full": {
         "repeat": 3, "deadline": 120, "round_seconds": 3.0,
@@ -63,6 +66,7 @@ PROFILES: dict[str, dict] = {
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50),
                     "peers": ["socketio-node", "python-socketio"]},
         "shards": [1, 2, 3],  # Redis servers under the same three nodes
+        "metrics": {"fanout": (1000, 3000), "direct": (1000, 50), "every": 0.25, "rounds": 5},
     },
     "brokers": {  # `--only cluster,shards`: every broker and 1-3 Redis shards, Tidings only,
         # at a size a shared 2-core machine carries (the full profile's cluster is 5x bigger)

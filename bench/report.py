@@ -26,6 +26,8 @@ HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "shards fan-out": ("deliveries_per_s", "deliveries/s", True),
     "shards direct": ("messages_per_s", "messages/s", True),
     "ingest": ("notifications_per_s", "notifications/s", True),
+    "metrics fan-out": ("deliveries_per_s", "deliveries/s", True),
+    "metrics direct": ("messages_per_s", "messages/s", True),
 }
 GENERATOR_SATURATED = 0.9  # one agent process used 90% of a core
 MACHINE_FULL = 0.95  # both cores 95% busy
@@ -96,6 +98,11 @@ def _extra(scenario: str, runs: list[dict]) -> str:
                      f"{min(r['inbox_requests'] for r in runs):,}+ requests while ingesting "
                      f"(idle: p50 {median_of(runs, 'idle_inbox_p50_ms'):.1f} ms, "
                      f"p99 {median_of(runs, 'idle_inbox_p99_ms'):.1f} ms)")
+    if "scrapes" in runs[0]:
+        parts.append(f"{min(r['scrapes'] for r in runs)}+ scrapes a round, answered in "
+                     f"{median_of(runs, 'scrape_p50_ms'):.1f} ms (p50), "
+                     f"{runs[0]['scrape_bytes'] / 1024:.0f} KiB, "
+                     f"{runs[0]['scrape_cpu_ms']:.2f} ms of server CPU each")
     if "connections_per_s" in runs[0]:
         parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
     if scenario == "recovery":
@@ -167,6 +174,24 @@ def goals(results: dict) -> list[str]:
                 ratio = median_of(targets[target], "deliveries_per_s") / native
                 out.append(f"- Centrifugo fan-out {point} ({name}): **{ratio:.2f}x** Tidings' "
                            f"native protocol (goal ≥ 0.9x): {verdict(ratio >= 0.9)}")
+    for scenario in ("metrics fan-out", "metrics direct"):
+        key = HEADLINE[scenario][0]
+        for point, targets in s.get(scenario, {}).items():
+            scraped = [runs for target, runs in targets.items() if target != "tidings"]
+            if "tidings" not in targets or not scraped:
+                continue
+            quiet, loud = targets["tidings"], scraped[0]
+            ratio = median_of(loud, key) / median_of(quiet, key)
+            base_cpu = median_of(quiet, "server_cpu_per_100k")
+            cpu = (f"**{median_of(loud, 'server_cpu_per_100k') / base_cpu:.2f}x** (goal ≤ 1.05x: "
+                   f"{verdict(median_of(loud, 'server_cpu_per_100k') <= 1.05 * base_cpu)})"
+                   if base_cpu else "not measured (rounds shorter than a clock tick)")
+            every = loud[0]["scrape_every"]
+            share = loud[0]["scrape_cpu_ms"] / 1000 / 15  # of one core, at Prometheus' 15 s
+            out.append(f"- {scenario.capitalize()} {point}, `/metrics` scraped every {every:g} s "
+                       f"vs not, rounds alternating: throughput **{ratio:.2f}x**, server CPU per "
+                       f"message {cpu}; one scrape costs {loud[0]['scrape_cpu_ms']:.2f} ms of "
+                       f"CPU, {share:.3%} of a core at a 15 s interval")
     for point, targets in s.get("idle", {}).items():
         if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench import scenarios as sc
 from bench.loadgen import Setup
+from bench.scraping import Scraper, cpu_per_scrape
 from bench.brokers import BROKERS, RedisShards, namespaced
 from bench.servers import Cluster, RabbitWebStomp, Server
 from bench.store import MYSQL, PG, drop_database, drop_schema
@@ -151,6 +152,55 @@ class Runner:
                 self.record("direct", f"M={spec['pairs']}", target, [
                     sc.pair_round(rounds, partner, per_user, self.deadline)
                     for _ in range(self.repeat)])
+
+    def metrics(self) -> None:
+        """Fan-out and direct messages on one Tidings server, rounds with `/metrics` scraped
+        and rounds without, alternating (ABBA...) on the same connections: the ratio is what
+        scraping costs the traffic."""
+        spec = self.profile["metrics"]
+        subscribers, publications = spec["fanout"]
+        pairs, per_user = spec["direct"]
+        self.guarded("metrics fan-out", lambda: self._scraped_or_not(
+            "metrics fan-out", f"N={subscribers}", spec["every"],
+            lambda server: sc.room_setups(server.proto, [server.url] * sc.SUB_AGENTS,
+                                          server.url, subscribers),
+            lambda rounds, count: sc.room_round(rounds, count, 0, self.deadline),
+            lambda warm: self._sized(warm["deliveries_per_s"] / subscribers, publications),
+            max(sc.PUBLISHERS, publications // 10)))
+
+        def pair(rounds, count):
+            return sc.pair_round(rounds, partner, count, self.deadline)
+
+        partner: dict = {}
+
+        def pair_setups(server):
+            setups, found = sc.pair_setups(server.proto, [server.url] * sc.SUB_AGENTS, pairs)
+            partner.update(found)
+            return setups
+
+        self.guarded("metrics direct", lambda: self._scraped_or_not(
+            "metrics direct", f"M={pairs}", spec["every"], pair_setups, pair,
+            lambda warm: self._sized(warm["messages_per_s"] / (2 * pairs), per_user, least=2),
+            1))
+
+    def _scraped_or_not(self, scenario: str, point: str, every: float, setups, measure,
+                        size, warm_count: int) -> None:
+        quiet, scraped = [], []
+        with self.server("tidings", tag=scenario.replace(" ", "-")) as server:
+            with sc.Rounds(setups(server), server.cpu_seconds) as rounds:
+                count = size(measure(rounds, warm_count))
+                for number in range(2 * self.profile["metrics"]["rounds"]):
+                    if number % 4 in (1, 2):  # quiet, scraped, scraped, quiet, ...
+                        with Scraper(server.url, every) as scraper:
+                            run = measure(rounds, count)
+                        scraped.append({**run, **scraper.figures()})
+                    else:
+                        quiet.append(measure(rounds, count))
+                alone = cpu_per_scrape(server.url, server.cpu_seconds)  # clients idle now
+        for run in scraped:
+            run["scrape_cpu_ms"] = alone * 1000
+        self.record(scenario, point, "tidings", quiet)
+        self.record(scenario, point, f"tidings, /metrics every {every:g} s", scraped)
 
     def idle(self, targets: list[str], points: list[int], scenario: str = "idle") -> None:
         for wanted in points:

@@ -281,6 +281,8 @@ class Settings(BaseSettings):
     """Accepted algorithms; defaults to HS256 with a secret, RS256 and ES256 with a key."""
     api_key: str | None = None
     """Key for the server API; without one only loopback callers may use it."""
+    admin_token: str | None = Field(None, min_length=16)
+    """The admin console's own token (`/admin`); without one the console is off."""
 
     ping_interval: float = Field(25.0, gt=0)
     pong_timeout: float = Field(10.0, gt=0)
@@ -321,6 +323,9 @@ class Settings(BaseSettings):
         for name in ("jwt_secret", "api_key"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name} is empty: give a value or leave it unset")
+        if self.admin_token is not None and self.admin_token in (self.api_key, self.jwt_secret):
+            raise ValueError("admin_token must be a secret of its own, not the api_key or "
+                             "jwt_secret")
         proxy = self.security.proxy
         for name, options in self.namespaces.items():
             if options.subscribe == "proxy" and not proxy.subscribe_url:

@@ -34,6 +34,8 @@ class ErrorCode(IntEnum):
     BAD_SUBSCRIPTION_TOKEN = 116
     # the message center (120-124)
     NOT_IN_INBOX = 120
+    # the admin console (140-144)
+    ADMIN_OFF = 140  # no admin_token configured: /admin is not served
 
 
 class CloseCode(IntEnum):

@@ -69,12 +69,18 @@ class ChannelState:
     pending: dict[int, Publication] = field(default_factory=dict)
     early: list[Publication] = field(default_factory=list)
     fill_scheduled: bool = False
+    published: int = 0  # publications fanned out here (the admin console's channel rates)
 
     def subscribers(self) -> Iterable[Subscriber]:
         for members in self.groups.values():
             yield from members
         yield from self.catching_up
         yield from self.skipping
+
+    def count(self) -> int:
+        """How many subscribers, without walking them (a scrape counts every channel's)."""
+        return (sum(len(members) for members in self.groups.values()) + len(self.catching_up)
+                + len(self.skipping))
 
     def empty(self) -> bool:
         return not (any(self.groups.values()) or self.catching_up or self.skipping)
@@ -160,7 +166,7 @@ class Hub:
 
     def local_subscribers(self, channel: str) -> int:
         state = self.channels.get(channel)
-        return sum(1 for _ in state.subscribers()) if state else 0
+        return state.count() if state else 0
 
     def _add_live(self, state: ChannelState, sub: Subscriber) -> None:
         state.groups.setdefault(state.codecs[sub], {})[sub] = None
@@ -243,6 +249,7 @@ class Hub:
             state.next += 1
 
     def _fanout(self, state: ChannelState, pub: Publication) -> None:
+        state.published += 1
         delivered = 0
         for codec, members in tuple(state.groups.items()):
             frame = codec.pub_frame(pub)

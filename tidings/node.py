@@ -29,9 +29,10 @@ from tidings.inbox import Inbox
 from tidings.ingest import Intake
 from tidings.limits import ConnectionCaps
 from tidings.looplag import LoopLag
-from tidings.metrics import Metrics
+from tidings.metrics import Breakdown, Metrics
 from tidings.model import ClientInfo, NodeInfo, Publication
 from tidings.outbox import Outbox
+from tidings.peer import Peer
 from tidings.presence import PresenceMap
 from tidings.protocol import voicelink
 from tidings.proxy import ProxyHooks
@@ -68,6 +69,7 @@ class Node:
         self.presence = PresenceMap()
         self.draining = False
         self.sessions_opened = 0
+        self.cluster_nodes = 0  # live nodes the broker listed at the latest heartbeat
         self.metrics = Metrics(self.name, {
             "connections": lambda: len(self.sessions),
             "sessions_opened_total": lambda: self.sessions_opened,
@@ -92,7 +94,22 @@ class Node:
             "voice_frames_to_nodes_failed_total": lambda: self.voice.uplink_count("failed"),
             "voice_envelopes_malformed_total": lambda: self.voice.malformed,
             "revoked_tokens": lambda: len(self.revoked),
-        }, restarts=self._restarts)
+            "store_queued": lambda: self.store.queued,
+            "store_stalled_seconds": self.store.stalled_for,
+            "store_failing": lambda: float(self.store.last_failure is not None),
+            "broker_connected": lambda: float(self.broker.connected),
+            "cluster_nodes": lambda: self.cluster_nodes,
+            "draining": lambda: float(self.draining),
+            "outgoing_bytes": lambda: sum(s.conn.buffered() for s in self.sessions.values()),
+        }, restarts=self._restarts, breakdowns=(
+            Breakdown("tidings_protocol_connections", "Open connections by protocol and transport",
+                      ["protocol", "transport"], self.connections_by_protocol),
+            Breakdown("tidings_subscriptions", "Local subscriptions by channel namespace",
+                      ["namespace"], self.subscriptions_by_namespace),
+            Breakdown("tidings_ingest_connected", "Ingest sources consuming (1) or reconnecting "
+                      "(0), by source", ["source"],
+                      lambda: {(s.name,): float(s.connected) for s in self.intake.sources}),
+        ))
         self.access = AccessControl(self.auth, self.caps,
                                     ProxyHooks(settings.security.proxy, self.metrics),
                                     self.metrics, lambda user: len(self.by_user.get(user, ())))
@@ -101,6 +118,7 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self.inbox = Inbox(self.store, self.push_to_user)
         self.intake = Intake(self, settings.message_center, self.metrics.registry)
+        self.store.observe_commit = self.metrics.store_commit_seconds.observe
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -159,6 +177,20 @@ class Node:
                 counts[task] = counts.get(task, 0) + count
         return counts
 
+    def connections_by_protocol(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for session in self.sessions.values():
+            key = (session.peer.protocol or "unknown", session.peer.transport)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def subscriptions_by_namespace(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for name in list(self.hub.channels):
+            key = (name.partition(":")[0],)
+            counts[key] = counts.get(key, 0) + self.hub.local_subscribers(name)
+        return counts
+
     @property
     def _tick_interval(self) -> float:
         return min(1.0, self.settings.pong_timeout / 4, self.settings.ping_interval / 4)
@@ -175,6 +207,7 @@ class Node:
         presence = self.presence.snapshot()
         try:
             await self.broker.heartbeat(info, presence)
+            self.cluster_nodes = len(await self.broker.nodes())
         except BrokerError as exc:
             log.warning("heartbeat failed: %s", exc)
 
@@ -317,8 +350,10 @@ class Node:
         if not self.broker.shared:
             return
         payload = orjson.dumps({"o": self.name, "k": kind, "b": body})
+        started = time.perf_counter()
         try:
             await self.broker.publish(channel, payload)
+            self.metrics.broker_publish_seconds.observe(time.perf_counter() - started)
         except BrokerError as exc:
             # Stored publications still reach other nodes: their hubs read the gap back.
             log.warning("broker publish to %s failed: %s", channel, exc)
@@ -370,6 +405,8 @@ class SessionLike(Protocol):
 
     client: str
     user: str
+    peer: Peer
+    conn: "Buffered"
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -379,3 +416,8 @@ class SessionLike(Protocol):
     def tick(self, now: float) -> None: ...
 
     def push(self, kind: str, body: dict) -> None: ...
+
+
+class Buffered(Protocol):
+    def buffered(self) -> int:
+        """Bytes written to the socket but not yet taken by the kernel."""

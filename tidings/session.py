@@ -269,9 +269,12 @@ class Session:
                 codec=codec,
             )
         except RecoveryImpossible as exc:
+            self.node.metrics.count(self.node.metrics.recoveries, "impossible")
             raise TidingsError(ErrorCode.CANNOT_RECOVER, f"cannot recover: {exc.reason}") from None
         except (StoreError, BrokerError) as exc:
             raise TidingsError(ErrorCode.UNAVAILABLE, f"subscribe failed: {exc}") from None
+        if since is not None and channel.options.stored:
+            self.node.metrics.count(self.node.metrics.recoveries, "recovered")
         if self.closed:  # the connection went away while the hub was busy
             self.node.hub.unsubscribe(self, channel.name)
             raise TidingsError(ErrorCode.UNAVAILABLE, "connection closed")

@@ -68,3 +68,14 @@ async def test_check_and_serve_accept_the_file_as_is(tidings, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_the_admin_console_is_off_until_its_generated_token_is_uncommented(tidings, tmp_path):
+    path = tmp_path / "t.toml"
+    assert (await tidings("genconfig", "-o", str(path))).returncode == 0
+    assert load_settings(path).admin_token is None
+    text = path.read_text()
+    path.write_text(text.replace("# admin_token = ", "admin_token = "))
+    enabled = load_settings(path)
+    assert len(enabled.admin_token) >= 32
+    assert enabled.admin_token not in (enabled.api_key, enabled.jwt_secret)

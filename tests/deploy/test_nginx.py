@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.client.streams import all_history, publications, publish_through_outages
@@ -178,3 +179,18 @@ async def _killed_node_behind_nginx(front: str, nodes) -> None:
     for got in received:  # every client: every stored publication, in order, once
         assert [p.offset for p in got] == [p.offset for p in stored]
         assert [p.data for p in got] == [p.data for p in stored]
+
+
+async def test_the_admin_console_is_not_reachable_through_the_balancer(tmp_path, make_server):
+    listen = free_port()
+    token = "admin-" + "n" * 26
+    async with make_server(admin_token=token) as server:
+        with private_nginx(tmp_path, listen, [server.port, server.port]):
+            async with aiohttp.ClientSession() as http:
+                for path in ("/admin", "/admin/admin.js", "/admin/api/overview"):
+                    async with http.get(f"http://127.0.0.1:{listen}{path}",
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                        assert resp.status == 403, path
+                async with http.get(f"{server.url}/admin/api/overview",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                    assert resp.status == 200  # on the node's own port it is there

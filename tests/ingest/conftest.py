@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import subprocess
 import time
 import uuid
@@ -103,8 +104,10 @@ class System:
         if self.kind == "amqp":
             import aio_pika
 
+            # a timestamp, as a backend should set one: the node's ingest lag counts from it
             await self._channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                 timestamp=datetime.datetime.now(datetime.timezone.utc)),
                 routing_key=self.queue)
         elif self.kind == "kafka":
             await self._producer.send_and_wait(self.queue, body,

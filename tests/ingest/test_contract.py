@@ -69,6 +69,18 @@ async def settled(server, count: int) -> None:
     await until(done, what=f"{count} messages settled")
 
 
+async def test_ingest_lag_is_measured_from_the_queues_own_timestamp(system, make_server):
+    async with make_server(message_center=center(system)) as server:
+        put_at = time.time()
+        await system.put(notification("lag-1", {"user": "alice"}))
+        await settled(server, 1)
+        assert await metric(server, "tidings_ingest_lag_seconds_count", source="billing-queue") == 1
+        lag = await metric(server, "tidings_ingest_lag_seconds_sum", source="billing-queue")
+        assert 0 <= lag <= time.time() - put_at + 1  # the queue's clock is this host's
+        assert server.node.intake.latest_lag["billing-queue"] == lag
+        assert await metric(server, "tidings_ingest_connected", source="billing-queue") == 1
+
+
 async def test_a_notification_is_stored_delivered_live_and_acknowledged(system, make_server):
     async with make_server(message_center=center(system)) as server:
         alice = await server.client("alice")

@@ -42,6 +42,10 @@ jwt_secret = {jwt_secret}
 # Generated for this file: keep it secret.
 api_key = {api_key}
 
+# The admin console at /admin: off while this line stays a comment. Its own token, made
+# for this file; open the console on each node's own port, not through the balancer.
+# admin_token = {admin_token}
+
 # Log lines: "text" for people, "json" (one object a line) or "kv" (logfmt) for machines.
 log_format = "text"
 
@@ -86,6 +90,7 @@ def render(*, path: str, host: str, port: int, store: str, broker: str) -> str:
     return TEMPLATE.format(
         path=path, host=_toml(host), port=port, store=_toml(store), broker=_toml(broker),
         jwt_secret=_toml(secrets.token_urlsafe(32)), api_key=_toml(secrets.token_urlsafe(32)),
+        admin_token=_toml(secrets.token_urlsafe(32)),
     )
 
 

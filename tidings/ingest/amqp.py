@@ -29,6 +29,8 @@ class AmqpDelivery(Delivery):
         self.message = message
         self.body = message.body
         self.where = f"delivery {message.delivery_tag} of {message.routing_key}"
+        if message.timestamp is not None:  # set by the publisher, if at all
+            self.queued_at = message.timestamp.timestamp()
         self._dead_letters = dead_letters
         self._source = source
 

@@ -37,6 +37,9 @@ class Delivery(ABC):
 
     body: bytes | None  # None: the message carried no notification at all
     where: str  # for logs: the system's own id of the message
+    queued_at: float | None = None
+    """When the queue system took the message (Unix seconds, its own clock), if it says:
+    the intake's ingest lag is the time from then to the store commit."""
 
     @abstractmethod
     async def ack(self) -> None:

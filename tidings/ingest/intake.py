@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Protocol
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tidings.broker.base import BrokerError
 from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
@@ -27,6 +28,8 @@ from tidings.model import Publication
 from tidings.store.base import StoreError
 
 log = logging.getLogger("tidings.ingest")
+
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class Publisher(Protocol):
@@ -54,6 +57,10 @@ class Intake:
                             registry=registry)
         self.retried = Counter("tidings_ingest_retries", "Queue messages handed back because "
                                "the store could not take them", ["source"], registry=registry)
+        self.lag = Histogram("tidings_ingest_lag_seconds", "From the queue taking a message to "
+                             "its notification stored, by source (clocks of both)", ["source"],
+                             registry=registry, buckets=LAG_BUCKETS)
+        self.latest_lag: dict[str, float] = {}  # source -> the newest message's lag, seconds
 
     async def start(self) -> None:
         from tidings.ingest import open_source
@@ -96,6 +103,10 @@ class Intake:
             return
         await delivery.ack()
         self.stored.labels(source.name).inc()
+        if delivery.queued_at is not None:
+            lag = max(0.0, time.time() - delivery.queued_at)
+            self.latest_lag[source.name] = lag
+            self.lag.labels(source.name).observe(lag)
 
     def route(self, note: Notification) -> list[Channel]:
         """The stored channels a notification goes to, or Poison when there are none."""

@@ -45,6 +45,8 @@ class JetStreamDelivery(Delivery):
         self.body = msg.data
         meta = msg.metadata
         self.where = f"{msg.subject} #{meta.sequence.stream}"
+        if meta.timestamp is not None:
+            self.queued_at = meta.timestamp.timestamp()
         self._js = js
         self._dead_subject = dead_subject
         self._source = source

@@ -34,6 +34,8 @@ class KafkaDelivery(Delivery):
         self.record = record
         self.body = record.value
         self.where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if record.timestamp is not None and record.timestamp > 0:
+            self.queued_at = record.timestamp / 1000
         self.retried = False
         self._producer = producer
         self._dead_topic = dead_topic

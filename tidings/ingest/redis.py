@@ -40,6 +40,7 @@ class StreamDelivery(Delivery):
                  fields: dict, acks: list[bytes]):
         self.body = fields.get(FIELD)
         self.where = f"{source.config.queue} entry {entry_id.decode()}"
+        self.queued_at = int(entry_id.split(b"-", 1)[0]) / 1000  # ids are <ms>-<seq>
         self.fields = fields
         self._source = source
         self._client = client

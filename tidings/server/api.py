@@ -44,6 +44,7 @@ STATUS = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.LIMIT_EXCEEDED: 429,
+    ErrorCode.ADMIN_OFF: 404,
 }
 
 

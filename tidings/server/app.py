@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import api, centrifugo, native, page, sockjs, stomp
+from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 
@@ -31,6 +31,7 @@ def make_app(node: Node) -> web.Application:
     stomp.setup(app)
     sockjs.setup(app)
     centrifugo.setup(app)
+    admin.setup(app)
 
     async def start(app: web.Application) -> None:
         await node.start()

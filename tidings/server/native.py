@@ -122,7 +122,9 @@ def _on_binary(session: Session, voice: VoiceInput, data: bytes) -> None:
 
 
 def _reply_error(session: Session, id: int | None, code: int, message: str, method: str) -> None:
-    session.node.metrics.count(session.node.metrics.commands, method, "error")
+    metrics = session.node.metrics
+    metrics.count(metrics.commands, method, "error")
+    metrics.count(metrics.command_errors, method, str(int(code)))
     session.reply(wsframe.text(native.encode_error(id, code, message)))
     session.release()
 

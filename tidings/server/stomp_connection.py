@@ -174,6 +174,17 @@ class StompConnection:
     # ---- frames --------------------------------------------------------------------------
 
     async def _handle(self, frame: Frame) -> None:
+        """One frame, counted in `/metrics` as the command `STOMP <COMMAND>`."""
+        metrics, method = self.node.metrics, f"STOMP {frame.command}"
+        try:
+            await self._dispatch(frame)
+        except (StompError, TidingsError) as exc:
+            metrics.count(metrics.commands, method, "error")
+            metrics.count(metrics.command_errors, method, _error_label(exc))
+            raise
+        metrics.count(metrics.commands, method, "ok")
+
+    async def _dispatch(self, frame: Frame) -> None:
         command = frame.command
         if command in ("CONNECT", "STOMP"):
             await self._connect(frame)
@@ -616,3 +627,11 @@ def _data(frame: Frame) -> bytes:
         return orjson.dumps(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise StompError("a text body must be UTF-8", frame.header("receipt")) from None
+
+
+def _error_label(exc: Exception) -> str:
+    """The error code a refused frame counts under: the node's code when the refusal came
+    from one (an ERROR frame made from it keeps it as its context), else `frame` (the
+    STOMP layer's own refusal: a missing header, an unknown destination)."""
+    cause = exc if isinstance(exc, TidingsError) else exc.__context__
+    return str(int(cause.code)) if isinstance(cause, TidingsError) else "frame"

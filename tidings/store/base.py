@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
@@ -132,6 +132,10 @@ class Duplicate:
     time: int
 
 
+def _ignore(seconds: float) -> None:
+    """The commit observer of a store nobody measures."""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -199,6 +203,8 @@ class Store(ABC):
         self.supervisor = Supervisor()  # runs the writer (and a backend's own loops)
         self.batches_committed = 0
         self.publications_committed = 0
+        self.observe_commit: Callable[[float], None] = _ignore
+        """Told each durable batch's commit time in seconds (the node's histogram)."""
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -256,6 +262,11 @@ class Store(ABC):
                 future.cancel()
                 raise StoreError(f"store did not commit within {within:g} s: not stored") from None
             raise OutcomeUnknown(within, future) from None
+
+    @property
+    def queued(self) -> int:
+        """Appends waiting for a commit to start."""
+        return len(self._pending)
 
     def stalled_for(self) -> float:
         """Seconds the oldest unfinished work (a commit under way, a queued append) has waited."""
@@ -363,6 +374,7 @@ class Store(ABC):
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             self._committing_since = batch[0].queued
+            started = time.perf_counter()
             try:
                 pubs = await self._commit(batch)
             except Exception as exc:  # the whole batch failed: every waiter hears why
@@ -375,6 +387,7 @@ class Store(ABC):
             finally:
                 self._committing_since = None
             self.last_failure = None
+            self.observe_commit(time.perf_counter() - started)
             self.batches_committed += 1
             self.publications_committed += len(batch)
             for request, pub in zip(batch, pubs):
