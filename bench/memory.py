@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -24,15 +23,25 @@ from bench.loadgen import Generator, Setup
 from bench.scenarios import SUB_AGENTS, split
 from bench.servers import Server
 
-# Runs inside the Tidings process: dump a tracemalloc snapshot on SIGUSR1, then serve.
+# Runs inside the Tidings process: dump a tracemalloc snapshot when asked, then serve.
+# Asked by a trigger file, watched by a thread: a Python signal handler runs only once the
+# main thread executes bytecode again, and an idle uvloop server sits in C (epoll) until a
+# socket wakes it, so a SIGUSR1 snapshot of an idle server never arrived.
 WRAPPER = """
-import signal, sys, tracemalloc
+import os, sys, threading, time, tracemalloc
 tracemalloc.start(8)
-def dump(*_):
-    import gc; gc.collect()
-    tracemalloc.take_snapshot().dump(sys.argv[1] + f".{dump.n}"); dump.n += 1
-dump.n = 0
-signal.signal(signal.SIGUSR1, dump)
+def watch(base):
+    n = 0
+    while True:
+        trigger = f"{base}.{n}.want"
+        if os.path.exists(trigger):
+            import gc; gc.collect()
+            tracemalloc.take_snapshot().dump(f"{base}.{n}.tmp")
+            os.rename(f"{base}.{n}.tmp", f"{base}.{n}")
+            os.remove(trigger)
+            n += 1
+        time.sleep(0.2)
+threading.Thread(target=watch, args=(sys.argv[1],), daemon=True).start()
 from tidings.cli import main
 sys.argv = ["tidings", "serve", "--log-level", "warning"]
 sys.exit(main())
@@ -49,14 +58,12 @@ class TracedServer(Server):
         return [python, "-c", WRAPPER, str(self.snapshot)]
 
     def take(self, n: int) -> tracemalloc.Snapshot:
-        os.kill(self.proc.pid, signal.SIGUSR1)
-        path = Path(f"{self.snapshot}.{n}")
-        deadline = time.monotonic() + 120
-        size = -1
-        while time.monotonic() < deadline:  # written once its size stops changing
-            if path.exists() and path.stat().st_size == size and size > 0:
+        Path(f"{self.snapshot}.{n}.want").touch()
+        path = Path(f"{self.snapshot}.{n}")  # renamed into place once fully written
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if path.exists():
                 return tracemalloc.Snapshot.load(str(path))
-            size = path.stat().st_size if path.exists() else -1
             time.sleep(0.5)
         raise TimeoutError("no snapshot from the server")
 

@@ -55,7 +55,7 @@ class Subscriber(Protocol):
         """Queue a frame that may be lost (voice); False when dropped because it is behind."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per channel, so one per connected user
 class ChannelState:
     name: str
     stored: bool

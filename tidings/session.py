@@ -51,6 +51,12 @@ class SessionCodec(Codec, Protocol):
 
 
 class Session:
+    # One per connection: no instance dict (protocols that add state subclass it).
+    __slots__ = ("node", "conn", "codec", "peer", "client", "user", "meta", "expires", "jti",
+                 "_token_expires", "grants", "commands", "connected", "closed",
+                 "subscriptions", "opened_at", "last_seen", "_pinged_at", "_out", "_holding",
+                 "_held_from", "_max_outgoing", "_voice_backlog", "voice_dropped")
+
     def __init__(self, node: Node, conn: Connection, codec: SessionCodec,
                  peer: Peer | None = None):
         self.node = node

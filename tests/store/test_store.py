@@ -289,6 +289,18 @@ async def test_three_nodes_appending_one_channel_keep_offsets_gap_free(shared_ur
         assert mine == sorted(mine)
 
 
+async def test_two_sqlite_stores_on_one_file_take_turns_without_reusing_an_offset(tmp_path):
+    """The writer remembers channel tops between batches: another writer's commits in
+    between (another worker process on the same file) must make it read them again."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with running(url, url) as (first, second):
+        offsets = []
+        for turn in range(6):
+            node = (first, second)[turn % 2]
+            offsets.append((await node.append("room:turns", b"1", retention=KEEP)).offset)
+    assert offsets == [1, 2, 3, 4, 5, 6]
+
+
 async def test_nodes_writing_many_channels_in_any_order_do_not_deadlock(shared_url):
     channels = [f"room:{name}" for name in "abcd"]
 

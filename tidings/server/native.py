@@ -59,8 +59,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
     errors = 0
-    voice = VoiceInput(node.voice, session, lambda exc: _reply_error(
-        session, None, exc.code, exc.message, "voice"))
+    voice: VoiceInput | None = None  # made on the first voice frame: most connections send none
     try:
         async for msg in ws:
             session.seen()
@@ -72,6 +71,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.BINARY:
+                if voice is None:
+                    voice = _voice_input(session)
                 _on_binary(session, voice, msg.data)
             elif msg.type == WSMsgType.ERROR:
                 break
@@ -109,6 +110,11 @@ async def _on_text(session: Session, text: str) -> bool:
     session.release()
     metrics.count(metrics.commands, command.method, "ok")
     return True
+
+
+def _voice_input(session: Session) -> VoiceInput:
+    return VoiceInput(session.node.voice, session, lambda exc: _reply_error(
+        session, None, exc.code, exc.message, "voice"))
 
 
 def _on_binary(session: Session, voice: VoiceInput, data: bytes) -> None:

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tidings.deadlines import Deadlines
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
 from tidings.readstate import InboxCounts, InboxMessage, InboxSpec, InboxView, ReadChange
 from tidings.supervision import Supervisor
@@ -201,6 +202,7 @@ class Store(ABC):
         self._committing_since: float | None = None
         self.last_failure: str | None = None  # the latest failed commit's error, until one succeeds
         self.supervisor = Supervisor()  # runs the writer (and a backend's own loops)
+        self._deadlines = Deadlines()  # the bounds of appends made `within` some time
         self.batches_committed = 0
         self.publications_committed = 0
         self.observe_commit: Callable[[float], None] = _ignore
@@ -215,6 +217,7 @@ class Store(ABC):
     async def close(self) -> None:
         self._closing = True
         self._wakeup.set()
+        self._deadlines.cancel()
         if self._writer is not None:
             await asyncio.wait({self._writer})
         await self.supervisor.stop()
@@ -252,16 +255,25 @@ class Store(ABC):
                                 time.monotonic(), idempotency, inbox)
         self._pending.append(request)
         self._wakeup.set()
-        if within is None:
-            return await future
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), within)
-        except asyncio.TimeoutError:
-            if request in self._pending:
-                self._pending.remove(request)
-                future.cancel()
-                raise StoreError(f"store did not commit within {within:g} s: not stored") from None
-            raise OutcomeUnknown(within, future) from None
+        if within is not None:
+            self._deadlines.add(within, future, lambda: self._overdue(request, within))
+        return await future
+
+    def _overdue(self, request: AppendRequest, within: float) -> None:
+        """Answer the caller of an append still unanswered after `within` seconds.
+
+        Still queued: withdrawn, so certainly not stored. Inside a commit: its caller hears
+        OutcomeUnknown, and the request's result goes to the `late` future it carries.
+        """
+        caller = request.future
+        if request in self._pending:
+            self._pending.remove(request)
+            caller.set_exception(
+                StoreError(f"store did not commit within {within:g} s: not stored"))
+            return
+        late = asyncio.get_running_loop().create_future()
+        request.future = late
+        caller.set_exception(OutcomeUnknown(within, late))
 
     @property
     def queued(self) -> int:

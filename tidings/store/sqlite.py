@@ -109,6 +109,7 @@ INBOX_COLUMNS = "offset, source, time, data, is_read, is_seen"
 
 COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
+MAX_CACHED_TOPS = 100_000  # channel tops the writer remembers; past that it starts again
 log = logging.getLogger("tidings.store.sqlite")
 
 
@@ -132,6 +133,8 @@ class SQLiteStore(Store):
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task | None = None
         self._epoch = ""
+        self._tops: dict[str, tuple[int, str]] = {}  # writer thread only (see _known_tops)
+        self._data_version: int | None = None
 
     async def _on(self, thread: ThreadPoolExecutor, fn, *args):
         try:
@@ -211,14 +214,17 @@ class SQLiteStore(Store):
                         results[index] = Duplicate(request.channel, *row)
                         continue
                 fresh.append(index)
+            known = self._known_tops(conn)
             tops: dict[str, list] = {}  # channel -> [top, epoch, retention size]
             for index in fresh:
                 request = batch[index]
                 if request.channel not in tops:
-                    row = conn.execute(
-                        "SELECT top, epoch FROM tidings_channels WHERE channel = ?",
-                        (request.channel,),
-                    ).fetchone()
+                    row = known.get(request.channel)
+                    if row is None:
+                        row = conn.execute(
+                            "SELECT top, epoch FROM tidings_channels WHERE channel = ?",
+                            (request.channel,),
+                        ).fetchone()
                     top, epoch = row if row else (0, self._epoch)
                     tops[request.channel] = [top, epoch, request.retention.size]
             rows, keys, inbox, trims = [], [], [], {}
@@ -256,9 +262,10 @@ class SQLiteStore(Store):
                 "ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
                 [(channel, top, epoch) for channel, (top, epoch, _) in tops.items()],
             )
-            conn.executemany(
+            conn.executemany(  # only channels holding more than they keep have a row to drop
                 "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?",
-                [(channel, top - size) for channel, (top, _, size) in tops.items()],
+                [(channel, top - size) for channel, (top, _, size) in tops.items()
+                 if top > size],
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO tidings_idempotency "
@@ -278,10 +285,32 @@ class SQLiteStore(Store):
             )
             conn.execute("COMMIT")
         except BaseException:
+            self._tops.clear()
             conn.execute("ROLLBACK")
             raise
+        self._remember_tops(tops)
         resolve_repeats(results, repeats)
         return results  # type: ignore[return-value]
+
+    def _known_tops(self, conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+        """The channel tops this writer committed last, unless another connection wrote since.
+
+        Saves a SELECT per channel and batch (a direct message is a batch's only publication
+        to its channel, so that was one query per message). `data_version` changes only when
+        another connection (another process on the same file) commits; then every cached top
+        may be stale and is read again.
+        """
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._tops.clear()
+            self._data_version = version
+        return self._tops
+
+    def _remember_tops(self, tops: dict[str, list]) -> None:
+        if len(self._tops) + len(tops) > MAX_CACHED_TOPS:
+            self._tops.clear()
+        for channel, (top, epoch, _) in tops.items():
+            self._tops[channel] = (top, epoch)
 
     async def _expire(self, now: int) -> int:
         return await self._on(self._write_thread, self._expire_sync, now)
