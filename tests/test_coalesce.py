@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tidings.coalesce import CoalescedReads
+from tidings.coalesce import CoalescedCalls
 
 
 class Source:
@@ -27,7 +27,7 @@ class Source:
 
 async def test_keys_asked_during_a_round_go_together_in_the_next_one():
     source = Source()
-    reads = CoalescedReads(source.fetch)
+    reads = CoalescedCalls(source.fetch)
     first = asyncio.ensure_future(reads.get("a"))
     await asyncio.sleep(0)  # round 1 is under way with "a" alone
     later = [asyncio.ensure_future(reads.get(f"k{n % 50}")) for n in range(1000)]
@@ -42,14 +42,14 @@ async def test_keys_asked_during_a_round_go_together_in_the_next_one():
 async def test_get_many_answers_every_key():
     source = Source()
     source.release.set()
-    reads = CoalescedReads(source.fetch)
+    reads = CoalescedCalls(source.fetch)
     assert await reads.get_many(["x", "y", "x"]) == {"x": 1, "y": 1}
     assert source.fetches == [["x", "y"]]
 
 
 async def test_a_failed_round_fails_its_callers_and_the_next_round_starts_afresh():
     source = Source()
-    reads = CoalescedReads(source.fetch)
+    reads = CoalescedCalls(source.fetch)
     source.fail = True
     source.release.set()
     outcomes = await asyncio.gather(reads.get("a"), reads.get("b"), return_exceptions=True)
@@ -62,12 +62,12 @@ async def test_a_key_the_fetch_does_not_answer_is_a_key_error():
     source = Source()
     source.release.set()
     with pytest.raises(KeyError):
-        await CoalescedReads(source.fetch).get("missing")
+        await CoalescedCalls(source.fetch).get("missing")
 
 
 async def test_a_caller_that_gives_up_leaves_the_round_to_the_others():
     source = Source()
-    reads = CoalescedReads(source.fetch)
+    reads = CoalescedCalls(source.fetch)
     quitter = asyncio.ensure_future(reads.get("a"))
     stayer = asyncio.ensure_future(reads.get("a"))
     await asyncio.sleep(0)

@@ -1,4 +1,4 @@
-"""Reads asked for at once are read at once: group commit for look-ups.
+"""Calls asked for at once are made at once: group commit for look-ups and small writes.
 
 When thousands of clients reconnect together (a node died, its clients came here), each one
 asks the store for the same few things: the position of its channels, the publications it
@@ -10,7 +10,8 @@ a few round trips, however large N is.
 A round starts after the key was asked for, so its answer is never older than the question:
 coalescing never hands a caller a stale read. A caller that gives up (is cancelled) leaves
 the round to the others; a failed fetch fails every caller of that round, and the next
-round starts afresh.
+round starts afresh. The same goes for idempotent writes (a presence entry): each is
+written no earlier than asked, together with the others of its round.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class CoalescedReads(Generic[K, V]):
+class CoalescedCalls(Generic[K, V]):
     def __init__(self, fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]]):
         self._fetch = fetch
         self._next: dict[K, asyncio.Future] = {}  # keys waiting for the next round

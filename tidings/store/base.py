@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tidings.coalesce import CoalescedReads
+from tidings.coalesce import CoalescedCalls
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
 from tidings.readstate import InboxCounts, InboxMessage, InboxSpec, InboxView, ReadChange
 from tidings.supervision import Supervisor
@@ -207,10 +207,10 @@ class Store(ABC):
         self.observe_commit: Callable[[float], None] = _ignore
         """Told each durable batch's commit time in seconds (the node's histogram)."""
         # a reconnect storm asks for thousands of positions and ranges at once (coalesce.py)
-        self.position_reads: CoalescedReads[str, StreamPosition] = CoalescedReads(
+        self.position_reads: CoalescedCalls[str, StreamPosition] = CoalescedCalls(
             self._positions)
-        self.range_reads: CoalescedReads[tuple[str, int, int], list[Publication]] = \
-            CoalescedReads(self._read_ranges)
+        self.range_reads: CoalescedCalls[tuple[str, int, int], list[Publication]] = \
+            CoalescedCalls(self._read_ranges)
 
     # ---- lifecycle -------------------------------------------------------------------
 
