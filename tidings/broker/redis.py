@@ -29,6 +29,9 @@ from Redis's own clock (the TIME command inside small Lua scripts), so nodes who
 disagree still agree on who is alive. Every heartbeat pushes the scores forward; a reader
 prunes the expired members and reads the rest in one atomic script. A killed node's
 entries are gone within `ttl`; the keys themselves expire when nobody refreshes them.
+Presence entries added or removed while such a write is under way go out together in the
+next pipeline (`tidings.coalesce`): thousands of clients joining at once cost a few round
+trips, not one each.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ class RedisBroker(Broker):
         self._live_values = self._client.register_script(_LIVE)
         self._presence_adds: CoalescedCalls[tuple[str, str, bytes], None] = CoalescedCalls(
             self._add_presence)
+        self._presence_removes: CoalescedCalls[tuple[str, str], None] = CoalescedCalls(
+            self._remove_presence)
         self._sub: AbstractConnection | None = None  # the subscriber connection, while up
         self._sub_tasks: list[asyncio.Task] = []
         self._pongs: deque[asyncio.Future] = deque()
@@ -363,11 +368,20 @@ class RedisBroker(Broker):
         return dict.fromkeys(entries)
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        members, info = self._presence_keys(channel)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.zrem(members, client)
-        pipe.hdel(info, client)
+        """Removed together with every other entry removed meanwhile, as adds are."""
+        await self._presence_removes.get((channel, client))
+
+    async def _remove_presence(self, entries: list[tuple[str, str]]) -> dict:
+        by_channel: dict[str, list[str]] = {}
+        for channel, client in entries:
+            by_channel.setdefault(channel, []).append(client)
+        pipe = self._client.pipeline(transaction=False)
+        for channel, clients in by_channel.items():
+            members, info = self._presence_keys(channel)
+            pipe.zrem(members, *clients)
+            pipe.hdel(info, *clients)
         await self._run(pipe)
+        return dict.fromkeys(entries)
 
     async def _live(self, keys: list[str]) -> list[bytes]:
         try:
