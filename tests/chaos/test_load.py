@@ -56,8 +56,9 @@ async def test_a_reconnect_storm_recovers_every_client(channel, size, tmp_path, 
         epoch = (await _publish(node, channel, 20))["epoch"]
         crowd = Crowd(node.ws_url, channel, epoch, 20, size)
         await crowd.ready()
+        cpu_before = (await node.metrics())["process_cpu_seconds_total"]
         times, failures = await asyncio.wait_for(crowd.storm(), 240)
-        lag = (await node.metrics())["tidings_event_loop_lag_max_seconds"]
+        metrics = await node.metrics()
     finally:
         if crowd is not None:
             crowd.kill()
@@ -65,7 +66,9 @@ async def test_a_reconnect_storm_recovers_every_client(channel, size, tmp_path, 
     report({"case": f"storm {size} clients {channel} redis/sqlite", "published": 20,
             "recovered": 20 * len(times), "lost": 0, "duplicated": 0, "out_of_order": 0,
             "recover_p50": percentile(times, 0.5), "recover_p99": percentile(times, 0.99),
-            "loop_lag_max": lag})
+            "loop_lag_max": metrics["tidings_event_loop_lag_max_seconds"],
+            "node_cpu": metrics["process_cpu_seconds_total"] - cpu_before,
+            "clients_cpu": crowd.cpu})
     assert not failures, failures[:5]
     assert len(times) == size
 
