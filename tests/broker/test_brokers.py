@@ -304,6 +304,20 @@ async def test_a_heartbeat_carries_thousands_of_presence_entries(space):
     assert users(await a.presence("room:two")) == ["u0", "u1"]
 
 
+async def test_thousands_of_presence_adds_at_once_are_all_present(space):
+    """A reconnect storm: every client joins at once (Redis writes them in a few pipelines)."""
+    a, _ = await space.node("a")
+    crowd = [ClientInfo(f"c{n}", f"u{n}", a.node) for n in range(1500)]
+    await asyncio.gather(*(a.presence_add(f"room:storm{n % 3}", c) for n, c in enumerate(crowd)))
+    assert [len(await a.presence(f"room:storm{k}")) for k in range(3)] == [500, 500, 500]
+    await asyncio.gather(*(a.presence_remove(f"room:storm{n % 3}", c.client)
+                           for n, c in enumerate(crowd) if n % 2))
+    assert [len(await a.presence(f"room:storm{k}")) for k in range(3)] == [250, 250, 250]
+    for batched in ("_presence_adds", "_presence_removes"):  # Redis: a few pipelines
+        if hasattr(a, batched):
+            assert getattr(a, batched).rounds <= 5
+
+
 async def test_presence_and_nodes_are_shared_at_once(space):
     needs_cluster(space)
     (a, _), (b, _), (c, _) = await three(space)

@@ -31,7 +31,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     write("")
     write(f"fault suite ({'full' if FULL else 'fast'} profile)")
     keys = ["case", "published", "acked", "unknown", "refused", "lost", "duplicated",
-            "out_of_order", "recovered", "recover_p50", "recover_p99", "loop_lag_max"]
+            "out_of_order", "recovered", "recover_p50", "recover_p99", "loop_lag_max",
+            "node_cpu", "clients_cpu"]
     write(" | ".join(keys))
     for row in RESULTS:
         write(" | ".join(_cell(row.get(key)) for key in keys))

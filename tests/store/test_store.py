@@ -558,3 +558,25 @@ async def test_ack_positions_are_kept_replaced_and_deleted(store):
     await store.save_ack_positions({("bob", "sub-0"): None})
     assert await store.load_ack_position("bob", "sub-0") is None
     assert await store.load_ack_position("alice", "sub-1") is None
+
+
+# ---- reads in a reconnect storm --------------------------------------------------------
+
+
+async def test_concurrent_recoveries_share_reads_and_each_gets_its_own_range(store):
+    pubs = await _fill(store, "room:storm", 12)
+    epoch = pubs[0].epoch
+    await store.recover("room:storm", 0, epoch, max_publications=100)
+    before = (store.position_reads.rounds, store.range_reads.rounds)
+    offsets = [n % 12 for n in range(300)]
+    results = await asyncio.gather(*(store.recover("room:storm", offset, epoch,
+                                                   max_publications=100)
+                                      for offset in offsets))
+    for offset, (missed, position) in zip(offsets, results):
+        assert missed == pubs[offset:]
+        assert position.offset == 12
+    positions = await asyncio.gather(*(store.positions([f"user:u{n}", "room:storm"])
+                                       for n in range(300)))
+    assert all(p["room:storm"].offset == 12 and p["user:u7"].offset == 0 for p in positions[7:8])
+    assert store.position_reads.rounds - before[0] <= 6  # a few rounds, not 600 reads
+    assert store.range_reads.rounds - before[1] <= 3

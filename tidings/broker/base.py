@@ -109,12 +109,12 @@ class Broker(ABC):
         """Returns once the broker delivers `channel` to this node."""
         self._wanted.add(channel)
         if channel not in self._active or self._sync_lock.locked():
-            await self._sync()
+            await self._sync(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)
         if channel in self._active or self._sync_lock.locked():
-            await self._sync()
+            await self._sync(channel)
 
     @property
     def read(self) -> int:
@@ -129,9 +129,16 @@ class Broker(ABC):
     def subscriptions(self) -> frozenset[str]:
         return frozenset(self._active)
 
-    async def _sync(self) -> None:
-        """Bring the broker's subscriptions to `_wanted`, in as few round trips as possible."""
+    async def _sync(self, channel: str | None = None) -> None:
+        """Bring the broker's subscriptions to `_wanted`, in as few round trips as possible.
+
+        A caller that came for `channel` and finds it settled once it holds the lock (a
+        round trip under way took it along) leaves at once: in a storm of thousands of
+        subscribes, each would otherwise compare the whole wanted and active sets again.
+        """
         async with self._sync_lock:
+            if channel is not None and (channel in self._wanted) == (channel in self._active):
+                return
             # Loop: a channel dropped during a round trip may be wanted again by its end.
             while True:
                 add = self._wanted - self._active

@@ -29,6 +29,9 @@ from Redis's own clock (the TIME command inside small Lua scripts), so nodes who
 disagree still agree on who is alive. Every heartbeat pushes the scores forward; a reader
 prunes the expired members and reads the rest in one atomic script. A killed node's
 entries are gone within `ttl`; the keys themselves expire when nobody refreshes them.
+Presence entries added or removed while such a write is under way go out together in the
+next pipeline (`tidings.coalesce`): thousands of clients joining at once cost a few round
+trips, not one each.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from redis.exceptions import RedisError
 
 from tidings.broker.base import Broker, BrokerError
 from tidings.broker.reconnect import Reconnector
+from tidings.coalesce import CoalescedCalls
 from tidings.model import ClientInfo, NodeInfo
 from tidings.supervision import cancel_and_wait
 
@@ -126,6 +130,10 @@ class RedisBroker(Broker):
         ))
         self._touch = self._client.register_script(_TOUCH)
         self._live_values = self._client.register_script(_LIVE)
+        self._presence_adds: CoalescedCalls[tuple[str, str, bytes], None] = CoalescedCalls(
+            self._add_presence)
+        self._presence_removes: CoalescedCalls[tuple[str, str], None] = CoalescedCalls(
+            self._remove_presence)
         self._sub: AbstractConnection | None = None  # the subscriber connection, while up
         self._sub_tasks: list[asyncio.Task] = []
         self._pongs: deque[asyncio.Future] = deque()
@@ -333,27 +341,47 @@ class RedisBroker(Broker):
                               args=self._touch_args([(node.name, orjson.dumps(node.to_dict()))]),
                               client=pipe)
         for channel, clients in presence.items():
-            for start in range(0, len(clients), BATCH):
-                pairs = [(c.client, orjson.dumps(c.to_dict()))
-                         for c in clients[start:start + BATCH]]
-                await self._touch(keys=self._presence_keys(channel),
-                                  args=self._touch_args(pairs), client=pipe)
+            await self._touch_presence(pipe, channel, [(c.client, orjson.dumps(c.to_dict()))
+                                                       for c in clients])
         await self._run(pipe)
+
+    async def _touch_presence(self, pipe, channel: str, pairs: list[tuple[str, bytes]]) -> None:
+        """Queue on `pipe` the refresh of `channel`'s (client, info) entries, in scripts of
+        at most BATCH entries."""
+        for start in range(0, len(pairs), BATCH):
+            await self._touch(keys=self._presence_keys(channel),
+                              args=self._touch_args(pairs[start:start + BATCH]), client=pipe)
 
     async def presence_add(self, channel: str, client: ClientInfo) -> None:
-        try:
-            await self._touch(keys=self._presence_keys(channel),
-                              args=self._touch_args([(client.client,
-                                                      orjson.dumps(client.to_dict()))]))
-        except (RedisError, OSError) as exc:
-            raise BrokerError(f"redis: {exc}") from exc
+        """Written together with every other entry added meanwhile (a reconnect storm
+        joining thousands of clients costs a few pipelines, not a round trip each)."""
+        await self._presence_adds.get((channel, client.client, orjson.dumps(client.to_dict())))
+
+    async def _add_presence(self, entries: list[tuple[str, str, bytes]]) -> dict:
+        by_channel: dict[str, list[tuple[str, bytes]]] = {}
+        for channel, client, info in entries:
+            by_channel.setdefault(channel, []).append((client, info))
+        pipe = self._client.pipeline(transaction=False)
+        for channel, pairs in by_channel.items():
+            await self._touch_presence(pipe, channel, pairs)
+        await self._run(pipe)
+        return dict.fromkeys(entries)
 
     async def presence_remove(self, channel: str, client: str) -> None:
-        members, info = self._presence_keys(channel)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.zrem(members, client)
-        pipe.hdel(info, client)
+        """Removed together with every other entry removed meanwhile, as adds are."""
+        await self._presence_removes.get((channel, client))
+
+    async def _remove_presence(self, entries: list[tuple[str, str]]) -> dict:
+        by_channel: dict[str, list[str]] = {}
+        for channel, client in entries:
+            by_channel.setdefault(channel, []).append(client)
+        pipe = self._client.pipeline(transaction=False)
+        for channel, clients in by_channel.items():
+            members, info = self._presence_keys(channel)
+            pipe.zrem(members, *clients)
+            pipe.hdel(info, *clients)
         await self._run(pipe)
+        return dict.fromkeys(entries)
 
     async def _live(self, keys: list[str]) -> list[bytes]:
         try:

@@ -15,6 +15,8 @@ from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 
+GC_YOUNG_OBJECTS = 50_000  # allocations between young-generation collections (default 700)
+
 log = logging.getLogger("tidings.server")
 
 
@@ -56,6 +58,11 @@ async def serve(node: Node, *, reuse_port: bool = False) -> None:
     # Everything made so far (modules, settings, the app) lives as long as the process:
     # keep it out of the garbage collector's full passes, which would pause delivery.
     gc.freeze()
+    # With the default young generation (700 objects), thousands of clients connecting at
+    # once trigger collection after collection, each full one walking every session's
+    # objects: profiled, 3 s of a 5,000-client storm's 4.5 s of CPU. Collecting young
+    # objects far less often frees the same cycles, in larger and much fewer passes.
+    gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
     log.info("tidings %s node %s listening on http://%s:%d (store %s, broker %s)",
              __version__, node.name, settings.host, settings.port,
              settings.store.split("@")[-1], settings.broker.split("@")[-1])

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tidings.coalesce import CoalescedCalls
 from tidings.deadlines import Deadlines
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
 from tidings.readstate import InboxCounts, InboxMessage, InboxSpec, InboxView, ReadChange
@@ -207,6 +208,11 @@ class Store(ABC):
         self.publications_committed = 0
         self.observe_commit: Callable[[float], None] = _ignore
         """Told each durable batch's commit time in seconds (the node's histogram)."""
+        # a reconnect storm asks for thousands of positions and ranges at once (coalesce.py)
+        self.position_reads: CoalescedCalls[str, StreamPosition] = CoalescedCalls(
+            self._positions)
+        self.range_reads: CoalescedCalls[tuple[str, int, int], list[Publication]] = \
+            CoalescedCalls(self._read_ranges)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -300,13 +306,13 @@ class Store(ABC):
 
     async def positions(self, channels: Sequence[str]) -> dict[str, StreamPosition]:
         """Current top offset and epoch of each channel (offset 0 for a channel never written)."""
-        return await self._positions(list(channels))
+        return await self.position_reads.get_many(list(channels))
 
     async def recover(
         self, channel: str, offset: int, epoch: str, *, max_publications: int
     ) -> tuple[list[Publication], StreamPosition]:
         """Every publication after (`offset`, `epoch`), in order, or RecoveryImpossible."""
-        position = (await self._positions([channel]))[channel]
+        position = await self.position_reads.get(channel)
         if epoch != position.epoch:
             raise RecoveryImpossible(
                 f"epoch changed from {epoch!r} to {position.epoch!r}: history was reset",
@@ -335,7 +341,23 @@ class Store(ABC):
 
     async def read_range(self, channel: str, after: int, upto: int) -> list[Publication]:
         """Stored publications with `after` < offset <= `upto`, oldest first."""
-        return await self._read_range(channel, after, upto)
+        return await self.range_reads.get((channel, after, upto))
+
+    async def _read_ranges(self, ranges: list[tuple[str, int, int]]
+                           ) -> dict[tuple[str, int, int], list[Publication]]:
+        """Ranges asked for at once: one read per channel, covering all of its ranges."""
+        by_channel: dict[str, list[tuple[str, int, int]]] = {}
+        for key in ranges:
+            by_channel.setdefault(key[0], []).append(key)
+        reads = await asyncio.gather(*(
+            self._read_range(channel, min(k[1] for k in keys), max(k[2] for k in keys))
+            for channel, keys in by_channel.items()))
+        result: dict[tuple[str, int, int], list[Publication]] = {}
+        for keys, pubs in zip(by_channel.values(), reads):
+            for key in keys:
+                _, after, upto = key
+                result[key] = [pub for pub in pubs if after < pub.offset <= upto]
+        return result
 
     async def expire(self) -> int:
         """Drop publications older than their retention ttl; returns how many.
