@@ -9,23 +9,55 @@ make that harmless). A record the store could not take stops its partition's com
 and the consumer seeks back to it. Poison is produced to the dead-letter topic with
 `tidings-reason` and `tidings-detail` headers, and waited for, before the offset moves on.
 
+The topic and the dead-letter topic are created (admin client, `partitions` and
+`replication_factor`) when missing, so a first start needs no setup; existing topics are
+left as they are.
+
 URL: `kafka://host:9092[,host2:9092]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
+from tidings.config import IngestSource as SourceConfig
 from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
+
+
+TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
+log = logging.getLogger("tidings.ingest")
 
 
 def bootstrap_servers(url: str) -> str:
     return urlsplit(url).netloc
+
+
+async def ensure_topics(servers: str, config: SourceConfig) -> None:
+    """Create the source topic and its dead-letter topic unless they exist.
+
+    A broker that refuses (no CREATE permission, a policy) is logged, not fatal: topics an
+    operator made, or a broker that creates them on first use, work as well.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="tidings-ingest-admin")
+    await admin.start()
+    try:
+        response = await admin.create_topics([
+            NewTopic(name, num_partitions=config.partitions,
+                     replication_factor=config.replication_factor)
+            for name in (config.queue, config.dead_letter_name)])
+    finally:
+        await admin.close()
+    for topic, code, message in response.topic_errors:
+        if code not in (0, TOPIC_EXISTS):
+            log.warning("ingest: cannot create Kafka topic %s: error %s (%s); create it",
+                        topic, code, message)
 
 
 class KafkaDelivery(Delivery):
@@ -57,6 +89,7 @@ class KafkaSource(IngestSource):
     async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
         config = self.config
         servers = bootstrap_servers(config.url)
+        await ensure_topics(servers, config)
         consumer = AIOKafkaConsumer(
             config.queue, bootstrap_servers=servers, group_id=config.group,
             client_id=f"tidings-{self.node}", enable_auto_commit=False,
