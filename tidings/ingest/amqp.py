@@ -5,7 +5,8 @@ exchange (a fanout exchange with a durable queue of the same name bound to it), 
 RabbitMQ itself dead-letters lands there too. Poison is published there by Tidings with
 `x-tidings-reason` and `x-tidings-detail` headers, confirmed, then the original is
 acknowledged. `prefetch_count = max_in_flight` is the backpressure: RabbitMQ sends no more
-until messages are acknowledged, which happens after the store commit. A message whose
+until messages are acknowledged, which happens after the store commit. Messages go to the
+store in batches of up to half the window, each waiting at most LINGER (5 ms) to fill. A message whose
 store write failed is requeued; a node that dies leaves its unacknowledged messages to
 RabbitMQ, which redelivers them to the other consumers.
 """
@@ -18,9 +19,10 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
+from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource, batch_size
 
 SETUP_TIMEOUT = 10.0  # seconds for connecting and declaring
+LINGER = 0.005  # seconds a batch waits for more messages after its first one
 
 
 class AmqpDelivery(Delivery):
@@ -85,10 +87,25 @@ class AmqpSource(IngestSource):
             connection.close_callbacks.add(on_close)
             channel.close_callbacks.add(on_close)
 
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                task = asyncio.create_task(handle(AmqpDelivery(message, exchange, self.name)))
+            batch: list[Delivery] = []
+            loop = asyncio.get_running_loop()
+
+            def flush() -> None:
+                if not batch:
+                    return
+                task = asyncio.create_task(handle(batch[:]))
+                batch.clear()
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                # RabbitMQ pushes one message at a time: gather them into batches (full,
+                # or LINGER after the first) so the store takes them in one go
+                batch.append(AmqpDelivery(message, exchange, self.name))
+                if len(batch) >= batch_size(config.max_in_flight):
+                    flush()
+                elif len(batch) == 1:
+                    loop.call_later(LINGER, flush)
 
             await queue.consume(on_message)
             connected()

@@ -112,6 +112,31 @@ class AppendRequest:
 
 
 @dataclass(slots=True, frozen=True)
+class Append:
+    """One publication to store, as `Store.append_many` takes them (see `Store.append`)."""
+
+    channel: str
+    data: bytes
+    retention: Retention
+    source: str | None = None
+    sender: str | None = None
+    idempotency: "Idempotency | None" = None
+    inbox: InboxSpec | None = None
+
+
+class BatchTimeout(StoreError):
+    """`append_many` ran out of time: `late` are the appends whose commit was under way.
+
+    The queued ones were withdrawn (not stored); each late one may yet be stored, and its
+    future says so when its commit settles.
+    """
+
+    def __init__(self, waited: float, late: list[asyncio.Future]):
+        super().__init__(f"the store did not commit the batch within {waited:g} s")
+        self.late = late
+
+
+@dataclass(slots=True, frozen=True)
 class Idempotency:
     """An append that must happen once per `key` and channel within `window` seconds."""
 
@@ -256,6 +281,39 @@ class Store(ABC):
                 future.cancel()
                 raise StoreError(f"store did not commit within {within:g} s: not stored") from None
             raise OutcomeUnknown(within, future) from None
+
+    async def append_many(self, appends: Sequence[Append], *,
+                          within: float) -> list[Publication | Duplicate | StoreError]:
+        """Queue many publications at once (one wakeup of the writer, one wait) for a caller
+        that has a batch, such as ingest; each one's place, or the StoreError it met.
+
+        Each append succeeds or fails on its own (a batch may span two commits). Past
+        `within` seconds the ones still queued are withdrawn and BatchTimeout is raised.
+        """
+        if self._closing:
+            raise StoreError("store is closing")
+        if (stalled := self.stalled_for()) > within:
+            raise StoreError(f"store commits stalled for {stalled:.1f} s: not stored")
+        loop = asyncio.get_running_loop()
+        queued, at = time.monotonic(), now_ms()
+        requests = [AppendRequest(a.channel, a.data, a.retention, a.source, a.sender, at,
+                                  loop.create_future(), queued, a.idempotency, a.inbox)
+                    for a in appends]
+        self._pending.extend(requests)
+        self._wakeup.set()
+        futures = [request.future for request in requests]
+        _, unsettled = await asyncio.wait(futures, timeout=within)
+        if unsettled:
+            mine = {id(request) for request in requests}
+            kept = []
+            for request in self._pending:  # withdraw the ones not yet in a commit
+                if id(request) in mine:
+                    request.future.cancel()
+                else:
+                    kept.append(request)
+            self._pending = kept
+            raise BatchTimeout(within, [f for f in unsettled if not f.cancelled()])
+        return [f.exception() or f.result() for f in futures]  # type: ignore[misc]
 
     def stalled_for(self) -> float:
         """Seconds the oldest unfinished work (a commit under way, a queued append) has waited."""
