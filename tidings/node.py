@@ -21,7 +21,7 @@ from tidings.access import AccessControl
 from tidings.auth import Authenticator
 from tidings.broker import Broker, open_broker
 from tidings.broker.base import BrokerError
-from tidings.channels import Channel, parse_channel, user_channel
+from tidings.channels import BROADCAST, Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Hub
@@ -63,6 +63,7 @@ class Node:
         self.settings = settings
         self.name = settings.node_name
         self.store = store or open_store(settings.store, group_commit=settings.group_commit)
+        self.store.shared_channel = BROADCAST  # "everyone" notifications: shared read state
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
         self.voice = VoiceRelay(self.hub, settings, self.name)

@@ -210,8 +210,26 @@ def change_filter(change: ReadChange) -> list[tuple[str, object]]:
     return terms
 
 
+def cursor_column(change: ReadChange) -> str | None:
+    """The shared notifications' cursor a change moves (`read_upto` or `seen_upto`), if any.
+
+    `read` of a shared source or of everything moves the read cursor, `seen` the seen
+    cursor; reading one offset, `unread` and `archive` concern the user's own messages.
+    """
+    if change.kind == "read" and change.offset is None and (change.shared
+                                                             or change.source is None):
+        return "read_upto"
+    if change.kind == "seen":
+        return "seen_upto"
+    return None
+
+
 class Store(ABC):
     """Durable channel history. Subclasses implement the `_`-prefixed primitives."""
+
+    # Whether the backend keeps shared notifications' read cursors (see tidings.readstate);
+    # one that does not leaves them out of the inbox and refuses changes to them.
+    shares_read_state = False
 
     def __init__(self, *, group_commit: bool = True, max_batch: int = 1000):
         self._max_batch = max_batch if group_commit else 1
@@ -224,6 +242,8 @@ class Store(ABC):
         self.supervisor = Supervisor()  # runs the writer (and a backend's own loops)
         self.batches_committed = 0
         self.publications_committed = 0
+        # the channel whose sourced publications are every user's shared notifications
+        self.shared_channel: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -406,6 +426,8 @@ class Store(ABC):
 
         Raises NoSuchMessage when `change.offset` names no message of the user's inbox.
         """
+        if change.shared and not (self.shares_read_state and self.shared_channel):
+            raise StoreError("this store keeps no read state of shared notifications")
         return await self._inbox_change(user, change, now_ms())
 
     # ---- group commit ----------------------------------------------------------------
