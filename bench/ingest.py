@@ -365,8 +365,10 @@ async def _ingest(url: str, count: int, epoch: str, deadline: float) -> dict:
                 await ws.receive()
                 await _inbox_calls(ws, latencies, done)
 
-        tasks = [asyncio.create_task(recipient(f"u{n}")) for n in range(USERS)]
+        # the reader first: ingest starts with the node, and a reader connected after the
+        # 100 recipients sampled little or nothing of it when ingest was fast
         reading = asyncio.create_task(reader())
+        tasks = [asyncio.create_task(recipient(f"u{n}")) for n in range(USERS)]
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(done.wait(), deadline)
         done.set()
