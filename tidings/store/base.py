@@ -227,10 +227,6 @@ def cursor_column(change: ReadChange) -> str | None:
 class Store(ABC):
     """Durable channel history. Subclasses implement the `_`-prefixed primitives."""
 
-    # Whether the backend keeps shared notifications' read cursors (see tidings.readstate);
-    # one that does not leaves them out of the inbox and refuses changes to them.
-    shares_read_state = False
-
     def __init__(self, *, group_commit: bool = True, max_batch: int = 1000):
         self._max_batch = max_batch if group_commit else 1
         self._pending: list[AppendRequest] = []
@@ -426,8 +422,8 @@ class Store(ABC):
 
         Raises NoSuchMessage when `change.offset` names no message of the user's inbox.
         """
-        if change.shared and not (self.shares_read_state and self.shared_channel):
-            raise StoreError("this store keeps no read state of shared notifications")
+        if change.shared and self.shared_channel is None:
+            raise StoreError("this store has no shared channel")
         return await self._inbox_change(user, change, now_ms())
 
     # ---- group commit ----------------------------------------------------------------

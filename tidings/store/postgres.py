@@ -293,8 +293,6 @@ def _by_source(messages: list[InboxMessage]) -> dict[str, list[InboxMessage]]:
 
 
 class PostgresStore(Store):
-    shares_read_state = True
-
     def __init__(self, url: str, *, pool_size: int = 10, **options):
         super().__init__(**options)
         self.dsn, self.schema = split_url(url)

@@ -150,8 +150,6 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteStore(Store):
-    shares_read_state = True
-
     def __init__(self, path: str, **options):
         super().__init__(**options)
         self.path = path
