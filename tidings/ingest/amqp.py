@@ -6,7 +6,8 @@ RabbitMQ itself dead-letters lands there too. Poison is published there by Tidin
 `x-tidings-reason` and `x-tidings-detail` headers, confirmed, then the original is
 acknowledged. `prefetch_count = max_in_flight` is the backpressure: RabbitMQ sends no more
 until messages are acknowledged, which happens after the store commit. Messages go to the
-store in batches of up to half the window, each waiting at most LINGER (5 ms) to fill. A message whose
+store in batches of up to half the window, each waiting at most LINGER (5 ms) to fill,
+and a stored batch is acknowledged with one `multiple` ack (AckWindow). A message whose
 store write failed is requeued; a node that dies leaves its unacknowledged messages to
 RabbitMQ, which redelivers them to the other consumers.
 """
@@ -25,17 +26,50 @@ SETUP_TIMEOUT = 10.0  # seconds for connecting and declaring
 LINGER = 0.005  # seconds a batch waits for more messages after its first one
 
 
+class AckWindow:
+    """One channel's delivery tags, acknowledged in order with one `multiple` ack.
+
+    Batches settle out of order; a tag is acknowledged once it and every tag before it is
+    settled, so one ack frame covers a batch instead of one frame per message.
+    """
+
+    def __init__(self) -> None:
+        self._floor = 0  # every tag up to it is settled (a new channel's first tag is 1)
+        self._settled: set[int] = set()  # settled tags above the floor
+        self._to_ack: dict[int, AbstractIncomingMessage] = {}  # settled by ack, not yet sent
+
+    def settle(self, tag: int, acked: AbstractIncomingMessage | None = None) -> None:
+        """`tag` is settled: to be acknowledged (`acked`), or already acked or rejected."""
+        self._settled.add(tag)
+        if acked is not None:
+            self._to_ack[tag] = acked
+        while self._floor + 1 in self._settled:
+            self._floor += 1
+            self._settled.discard(self._floor)
+
+    async def flush(self) -> None:
+        """Acknowledge every settled message up to the floor, in one frame."""
+        covered = [tag for tag in self._to_ack if tag <= self._floor]
+        if covered:
+            last = self._to_ack[max(covered)]
+            for tag in covered:
+                del self._to_ack[tag]
+            await last.ack(multiple=True)
+
+
 class AmqpDelivery(Delivery):
     def __init__(self, message: AbstractIncomingMessage, dead_letters: AbstractExchange,
-                 source: str):
+                 source: str, window: AckWindow):
         self.message = message
         self.body = message.body
         self.where = f"delivery {message.delivery_tag} of {message.routing_key}"
         self._dead_letters = dead_letters
         self._source = source
+        self._window = window
 
     async def ack(self) -> None:
-        await self.message.ack()
+        """Acknowledged with the rest of its batch (AckWindow.flush)."""
+        self._window.settle(self.message.delivery_tag, self.message)
 
     async def dead_letter(self, reason: str, detail: str) -> None:
         headers = {**(self.message.headers or {}), "x-tidings-reason": reason,
@@ -47,10 +81,12 @@ class AmqpDelivery(Delivery):
             routing_key=self.message.routing_key or "",
         )
         await self.message.ack()
+        self._window.settle(self.message.delivery_tag)
 
     async def retry(self) -> None:
         await asyncio.sleep(RETRY_DELAY)
         await self.message.nack(requeue=True)
+        self._window.settle(self.message.delivery_tag)
 
 
 class AmqpSource(IngestSource):
@@ -89,11 +125,16 @@ class AmqpSource(IngestSource):
 
             batch: list[Delivery] = []
             loop = asyncio.get_running_loop()
+            window = AckWindow()
+
+            async def settle(deliveries: list[Delivery]) -> None:
+                await handle(deliveries)
+                await window.flush()
 
             def flush() -> None:
                 if not batch:
                     return
-                task = asyncio.create_task(handle(batch[:]))
+                task = asyncio.create_task(settle(batch[:]))
                 batch.clear()
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -101,7 +142,7 @@ class AmqpSource(IngestSource):
             async def on_message(message: AbstractIncomingMessage) -> None:
                 # RabbitMQ pushes one message at a time: gather them into batches (full,
                 # or LINGER after the first) so the store takes them in one go
-                batch.append(AmqpDelivery(message, exchange, self.name))
+                batch.append(AmqpDelivery(message, exchange, self.name, window))
                 if len(batch) >= batch_size(config.max_in_flight):
                     flush()
                 elif len(batch) == 1:
