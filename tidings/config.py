@@ -154,6 +154,11 @@ class IngestSource(BaseModel):
     redeliver_after: float = Field(30.0, gt=0)
     """Redis and JetStream: seconds before a message taken by a node that died is handed
     to another (Redis XAUTOCLAIM idle time, JetStream ack wait)."""
+    partitions: int = Field(4, ge=1, le=10_000)
+    """Kafka only: partitions of the topic (and the dead-letter topic's) when Tidings
+    creates a missing one; an existing topic is left as it is."""
+    replication_factor: int = Field(1, ge=1, le=100)
+    """Kafka only: replicas of each partition of a topic Tidings creates."""
 
     @property
     def kind(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import orjson
@@ -21,7 +21,7 @@ from tidings.access import AccessControl
 from tidings.auth import Authenticator
 from tidings.broker import Broker, open_broker
 from tidings.broker.base import BrokerError
-from tidings.channels import Channel, parse_channel, user_channel
+from tidings.channels import BROADCAST, Channel, parse_channel, user_channel
 from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.hub import Hub
@@ -39,7 +39,15 @@ from tidings.proxy import ProxyHooks
 from tidings.readstate import InboxSpec
 from tidings.revocation import RevokedTokens
 from tidings.store import OutcomeUnknown, Retention, Store, open_store
-from tidings.store.base import CommitUnknown, Duplicate, Idempotency, now_ms
+from tidings.store.base import (
+    Append,
+    BatchTimeout,
+    CommitUnknown,
+    Duplicate,
+    Idempotency,
+    StoreError,
+    now_ms,
+)
 from tidings.supervision import Supervisor
 from tidings.voice import VoiceRelay
 
@@ -56,6 +64,7 @@ class Node:
         self.settings = settings
         self.name = settings.node_name
         self.store = store or open_store(settings.store, group_commit=settings.group_commit)
+        self.store.shared_channel = BROADCAST  # "everyone" notifications: shared read state
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
         self.voice = VoiceRelay(self.hub, settings, self.name)
@@ -247,13 +256,7 @@ class Node:
         """
         started = time.perf_counter()
         if channel.options.stored:
-            center = self.settings.message_center
-            key = (Idempotency(idempotency_key, center.idempotency_window)
-                   if idempotency_key is not None else None)
-            inbox = None
-            if source is not None and channel.owner is not None:
-                kept = center.retention_of(source)
-                inbox = InboxSpec(channel.owner, kept.max_messages, kept.max_age)
+            key, inbox = self._store_terms(channel, source, idempotency_key)
             try:
                 pub = await self.store.append(
                     channel.name, data, retention=_retention(channel), source=source,
@@ -275,6 +278,59 @@ class Node:
         self.metrics.count(self.metrics.published, channel.namespace)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return pub
+
+    async def publish_many(self, items: Sequence[tuple[Channel, bytes, str | None, str | None]]
+                           ) -> None:
+        """Store and deliver a batch of (channel, data, source, idempotency key) at once.
+
+        For a caller holding many publications (an ingest batch): one hand-over to the
+        store's group commit and one wait, instead of a task and a wait per publication.
+        Every one stored is delivered; StoreError if any was not (or may not be) stored.
+        """
+        started = time.perf_counter()
+        appends = []
+        for channel, data, source, idempotency_key in items:
+            if not channel.options.stored:
+                raise ValueError(f"{channel.name} keeps nothing: publish it alone")
+            key, inbox = self._store_terms(channel, source, idempotency_key)
+            appends.append(Append(channel.name, data, _retention(channel), source, None, key,
+                                  inbox))
+        try:
+            results = await self.store.append_many(
+                appends, within=self.settings.resilience.publish_timeout)
+        except BatchTimeout as exc:
+            for late in exc.late:
+                late.add_done_callback(self._deliver_late)
+            raise
+        failure: StoreError | None = None
+        delivered = []
+        for (channel, *_), result in zip(items, results):
+            if isinstance(result, StoreError):
+                failure = result
+            elif isinstance(result, Publication):  # a Duplicate was delivered the first time
+                self.hub.deliver(result)
+                delivered.append(result)
+                self.metrics.count(self.metrics.published, channel.namespace)
+        if self.broker.shared:
+            await asyncio.gather(*(self._to_broker(pub.channel, PUBLICATION, pub.to_dict())
+                                   for pub in delivered))
+        elapsed = time.perf_counter() - started
+        for _ in delivered:
+            self.metrics.publish_seconds.observe(elapsed)
+        if failure is not None:
+            raise failure
+
+    def _store_terms(self, channel: Channel, source: str | None,
+                     idempotency_key: str | None) -> tuple[Idempotency | None, InboxSpec | None]:
+        """The idempotency key and the inbox entry (for `user:` channels) of a publication."""
+        center = self.settings.message_center
+        key = (Idempotency(idempotency_key, center.idempotency_window)
+               if idempotency_key is not None else None)
+        inbox = None
+        if source is not None and channel.owner is not None:
+            kept = center.retention_of(source)
+            inbox = InboxSpec(channel.owner, kept.max_messages, kept.max_age)
+        return key, inbox
 
     def _deliver_late(self, committed: asyncio.Future) -> None:
         """A publication whose caller stopped waiting was stored after all: deliver it."""

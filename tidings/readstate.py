@@ -1,7 +1,9 @@
 """The message center's values: inbox messages, per-source counts and read-state changes.
 
 A user's inbox holds every publication to their `user:<id>` channel that names a `source`
-(the backend system that sent it). Each message is known by its offset in that channel and
+(the backend system that sent it), and the shared notifications: every publication with a
+`source` on the shared channel (`broadcast`, "everyone"), stored once for all users and
+read through a cursor per user and source, so a broadcast costs no write per user. Each message is known by its offset in that channel and
 carries three flags: `read`, `seen` (the badge was cleared without reading) and `archived`
 (hidden from the list and the counts). The store computes every count from these rows, so
 counts are exact at any size and under concurrent writers; nothing here is a cache.
@@ -68,19 +70,25 @@ class InboxCounts:
     sources: dict[str, SourceCounts]
     version: int
     offset: int = 0
+    shared: dict[str, SourceCounts] = field(default_factory=dict)
+    shared_offset: int = 0  # the shared channel's top offset the `shared` counts include
 
     @property
     def unread(self) -> int:
-        return sum(c.unread for c in self.sources.values())
+        return sum(c.unread for c in (*self.sources.values(), *self.shared.values()))
 
     @property
     def unseen(self) -> int:
-        return sum(c.unseen for c in self.sources.values())
+        return sum(c.unseen for c in (*self.sources.values(), *self.shared.values()))
 
     def to_dict(self) -> dict:
-        return {"unread": self.unread, "unseen": self.unseen, "version": self.version,
-                "offset": self.offset,
-                "sources": {name: c.to_dict() for name, c in sorted(self.sources.items())}}
+        out = {"unread": self.unread, "unseen": self.unseen, "version": self.version,
+               "offset": self.offset,
+               "sources": {name: c.to_dict() for name, c in sorted(self.sources.items())}}
+        if self.shared:  # only users who have shared notifications see the key
+            out["shared"] = {name: c.to_dict() for name, c in sorted(self.shared.items())}
+            out["shared_offset"] = self.shared_offset
+        return out
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,11 +97,14 @@ class InboxView:
 
     counts: InboxCounts
     messages: dict[str, list[InboxMessage]] = field(default_factory=dict)
+    shared_messages: dict[str, list[InboxMessage]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = self.counts.to_dict()
         for name, source in out["sources"].items():
             source["messages"] = [m.to_dict() for m in self.messages.get(name, [])]
+        for name, source in out.get("shared", {}).items():
+            source["messages"] = [m.to_dict() for m in self.shared_messages.get(name, [])]
         return out
 
 
@@ -108,12 +119,18 @@ class ReadChange:
     source's messages up to and including offset `upto`); `source` alone (all of that
     source); nothing (the whole inbox). `seen` takes a source or nothing; `unread` and
     `archive` take one offset.
+
+    `shared`: a `read` of a source (up to `upto`, an offset of the shared channel) among
+    the shared notifications instead of the user's own. Shared notifications have a read
+    and a seen cursor per user and source, not flags per message: `read` of everything and
+    `seen` move those cursors too, and nothing else touches them.
     """
 
     kind: ChangeKind
     offset: int | None = None
     source: str | None = None
     upto: int | None = None
+    shared: bool = False
 
     def to_dict(self) -> dict:
         out: dict = {}
@@ -123,6 +140,8 @@ class ReadChange:
             out["source"] = self.source
         if self.upto is not None:
             out["upto"] = self.upto
+        if self.shared:
+            out["shared"] = True
         return out
 
 

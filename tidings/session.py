@@ -364,9 +364,10 @@ class Session:
         return await self.node.inbox.page(self.user, source, before=before, limit=limit)
 
     async def read(self, *, offset: int | None = None, source: str | None = None,
-                   upto: int | None = None, everything: bool = False) -> dict:
+                   upto: int | None = None, everything: bool = False,
+                   shared: bool = False) -> dict:
         """Mark one message, a source (up to an offset), or everything read."""
-        return await self._change(read_change(offset, source, upto, everything))
+        return await self._change(read_change(offset, source, upto, everything, shared))
 
     async def unread(self, offset: int) -> dict:
         return await self._change(ReadChange("unread", offset))
@@ -456,8 +457,13 @@ class Session:
 
 
 def read_change(offset: int | None, source: str | None, upto: int | None,
-                everything: bool) -> ReadChange:
+                everything: bool, shared: bool = False) -> ReadChange:
     """The one shape of `read` the parameters name, or BAD_REQUEST (the API uses it too)."""
+    if shared:
+        if everything or offset is not None or source is None:
+            raise TidingsError(ErrorCode.BAD_REQUEST, "read: shared notifications are read "
+                                                      "by 'source' (with 'upto' or without)")
+        return ReadChange("read", source=source, upto=upto, shared=True)
     if everything and (offset, source, upto) == (None, None, None):
         return ReadChange("read")
     if not everything and offset is not None and (source, upto) == (None, None):

@@ -149,3 +149,29 @@ async def test_api_idempotency_key_in_the_body_or_header_answers_the_first_offse
     status, body = await _api(server, "POST", "/api/broadcast",
                               json={"data": 1, "idempotency_key": "x" * 101})
     assert status == 400 and "idempotency_key" in body["error"]["message"]
+
+
+async def test_a_broadcast_with_a_source_is_a_shared_notification_read_per_user(server):
+    for n in range(3):
+        status, _ = await _api(server, "POST", "/api/broadcast",
+                               json={"source": "status", "data": {"n": n}})
+        assert status == 200
+    await _notify(server, "fay", "hr", 1)
+    fay, fay2, gus = (await server.client("fay"), await server.client("fay"),
+                      await server.client("gus"))
+    inbox = await fay.call("inbox", {"limit": 2})
+    shared = inbox["shared"]["status"]
+    assert (shared["total"], shared["unread"], inbox["unread"]) == (3, 3, 4)
+    assert [m["data"] for m in shared["messages"]] == [{"n": 2}, {"n": 1}]
+    reply = await fay.call("read", {"source": "status", "upto": shared["messages"][1]["offset"],
+                                    "shared": True})
+    assert reply["changed"] == 2 and reply["shared"]["status"]["unread"] == 1
+    assert reply["sources"]["hr"]["unread"] == 1  # her own message is untouched
+    assert (await fay2.push("inbox"))["shared"]["status"]["unread"] == 1
+    assert (await gus.call("inbox", {}))["shared"]["status"]["unread"] == 3  # not his cursor
+    with pytest.raises(CommandError) as err:
+        await fay.call("read", {"offset": 1, "shared": True})
+    assert err.value.code == ErrorCode.BAD_REQUEST
+    status, body = await _api(server, "POST", "/api/inbox/read",
+                              json={"user": "gus", "source": "status", "shared": True})
+    assert status == 200 and body["changed"] == 3 and body["unread"] == 0

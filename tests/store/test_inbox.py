@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
 from tests.store.test_store import (  # noqa: F401
@@ -17,8 +18,10 @@ from tests.store.test_store import (  # noqa: F401
     store_url,
 )
 from tidings.model import Publication
-from tidings.readstate import InboxSpec, NoSuchMessage, ReadChange
-from tidings.store.base import Duplicate, Idempotency, Store
+from tidings.readstate import InboxSpec, NoSuchMessage, ReadChange, SourceCounts
+from tidings.store.base import Duplicate, Idempotency, Retention, Store
+from tidings.store.mysql import MySQLStore
+from tidings.store.sqlite import SQLiteStore
 
 DAY = Idempotency("k", 86400)
 
@@ -191,3 +194,85 @@ async def test_concurrent_deliveries_and_reads_from_several_nodes_stay_exact(
             _, page = await nodes[0].inbox_page("zed", f"s{n}", before=None, limit=1000)
             unread += sum(not m.read for m in page)
         assert unread == counts.unread
+
+
+# ---- shared notifications (the broadcast channel): a cursor per user and source ---------
+
+
+async def _broadcast(store: Store, source: str, count: int, size: int = 1000) -> list:
+    return [await store.append("broadcast", b'{"n":%d}' % n, retention=Retention(size),
+                               source=source) for n in range(count)]
+
+
+async def _inbox_rows(store: Store) -> int:
+    """Rows of the per-user inbox table, however many users there are."""
+    sql = "SELECT COUNT(*) FROM tidings_inbox"
+    if isinstance(store, SQLiteStore):
+        return await store._on(store._read_thread,
+                               lambda: store._reader_conn.execute(sql).fetchone()[0])
+    if isinstance(store, MySQLStore):
+        async with store._connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql)
+            return (await cur.fetchone())[0]
+    async with store._pool_or_fail().acquire() as conn:
+        return await conn.fetchval(sql)
+
+
+def _shared(store: Store) -> Store:
+    store.shared_channel = "broadcast"  # as the node sets it
+    return store
+
+
+async def test_shared_notifications_count_for_every_user_without_a_row_per_user(store):
+    store = _shared(store)
+    await _broadcast(store, "ops", 3)
+    await store.append("broadcast", b'{"plain":1}', retention=KEEP)  # no source: not one
+    await _notify(store, "ann", "billing", 2)
+    for user, own in (("ann", 2), ("bob", 0)):
+        view = orjson.loads(orjson.dumps((await store.inbox_view(user, limit=2)).to_dict()))
+        ops = view["shared"]["ops"]
+        assert (ops["total"], ops["unread"], ops["unseen"]) == (3, 3, 3)
+        assert [(m["offset"], m["data"], m["read"], m["seen"]) for m in ops["messages"]] == [
+            (3, {"n": 2}, False, False), (2, {"n": 1}, False, False)]
+        assert view["shared_offset"] == 4 and view["unread"] == 3 + own
+    assert await _inbox_rows(store) == 2  # ann's own two; the broadcast added none
+
+
+async def test_a_shared_source_is_read_up_to_an_offset_for_one_user_only(store):
+    store = _shared(store)
+    await _broadcast(store, "ops", 5)
+    await _broadcast(store, "news", 2)
+    changed, counts = await store.inbox_change("ann", ReadChange("read", source="ops",
+                                                                 upto=3, shared=True))
+    assert changed == 3
+    assert counts.shared["ops"].unread == 2 and counts.shared["news"].unread == 2
+    assert counts.unread == 4
+    changed, counts = await store.inbox_change("ann", ReadChange("read", source="ops",
+                                                                 upto=2, shared=True))
+    assert changed == 0 and counts.shared["ops"].unread == 2  # a cursor never moves back
+    view = await store.inbox_view("ann", limit=10)
+    assert [(m.offset, m.read) for m in view.shared_messages["ops"]] == [
+        (5, False), (4, False), (3, True), (2, True), (1, True)]
+    assert (await store.inbox_view("bob", limit=1)).counts.shared["ops"].unread == 5
+    await _broadcast(store, "ops", 1)  # newer than the cursor: unread
+    assert (await store.inbox_view("ann", limit=1)).counts.shared["ops"].unread == 3
+
+
+async def test_seen_and_read_of_everything_move_the_shared_cursors(store):
+    store = _shared(store)
+    await _broadcast(store, "ops", 2)
+    await _notify(store, "ann", "billing", 1)
+    changed, counts = await store.inbox_change("ann", ReadChange("seen"))
+    assert changed == 3 and counts.unseen == 0 and counts.unread == 3
+    changed, counts = await store.inbox_change("ann", ReadChange("read"))
+    assert changed == 3 and counts.unread == 0
+    view = await store.inbox_view("ann", limit=10)
+    assert all(m.read and m.seen for m in view.shared_messages["ops"])
+
+
+async def test_shared_notifications_the_channel_no_longer_keeps_leave_the_counts(store):
+    store = _shared(store)
+    await _broadcast(store, "ops", 4, size=3)  # the oldest is trimmed away
+    await store.inbox_change("ann", ReadChange("read", source="ops", upto=2, shared=True))
+    counts = (await store.inbox_view("ann", limit=1)).counts
+    assert counts.shared["ops"] == SourceCounts(total=3, unread=2, unseen=2)

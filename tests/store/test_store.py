@@ -21,7 +21,14 @@ import pytest
 from tidings.model import StreamPosition
 from tidings.readstate import InboxSpec
 from tidings.store import RecoveryImpossible, Retention, StoreError, open_store
-from tidings.store.base import CommitUnknown, Idempotency, Store
+from tidings.store.base import (
+    Append,
+    BatchTimeout,
+    CommitUnknown,
+    Duplicate,
+    Idempotency,
+    Store,
+)
 from tidings.store.mysql import SCHEMA_VERSION as MYSQL_SCHEMA_VERSION
 from tidings.store.mysql import split_url as mysql_split_url
 from tidings.store.postgres import SCHEMA_VERSION, split_url
@@ -263,6 +270,52 @@ async def test_a_failed_batch_fails_every_waiter_and_the_store_goes_on(store):
     assert store.batches_committed == 0  # all six were one batch, and it was rolled back
     assert (await store.history("room:bad", limit=10)).publications == []
     assert (await store.append("room:bad", b"fine", retention=KEEP)).offset == 1
+
+
+async def test_append_many_answers_each_place_from_one_commit(store):
+    once = Idempotency("k-1", 60)
+    first = await store.append("room:m", b"first", retention=KEEP, idempotency=once)
+    batches = store.batches_committed
+    results = await store.append_many([
+        Append("room:m", b"again", KEEP, idempotency=once),
+        Append("room:m", b"second", KEEP, source="billing"),
+        Append("room:n", b"other", KEEP)], within=10)
+    assert store.batches_committed == batches + 1
+    assert isinstance(results[0], Duplicate) and results[0].offset == first.offset
+    assert (results[1].channel, results[1].offset, results[1].source) == ("room:m", 2, "billing")
+    assert (results[2].channel, results[2].offset) == ("room:n", 1)
+    page = await store.history("room:m", limit=10)
+    assert [p.data for p in page.publications] == [b"first", b"second"]
+
+
+async def test_append_many_answers_a_failed_commit_as_values(store):
+    results = await store.append_many([Append("room:f", b"ok", KEEP),
+                                       Append("room:f", None, KEEP)], within=10)  # type: ignore[arg-type]
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert (await store.append("room:f", b"fine", retention=KEEP)).offset == 1
+
+
+async def test_append_many_past_its_bound_withdraws_what_is_still_queued(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    async with running(f"sqlite:///{path}") as (store,):
+        await store.append("room:w", b"0", retention=KEEP)  # the schema exists
+        locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN EXCLUSIVE")  # the next commit waits (busy_timeout) for it
+        try:
+            stuck = asyncio.ensure_future(store.append("room:w", b"1", retention=KEEP))
+            await asyncio.sleep(0.2)  # that one is inside a commit now
+            with pytest.raises(BatchTimeout) as raised:
+                await store.append_many([Append("room:w", b"2", KEEP),
+                                         Append("room:w", b"3", KEEP)], within=0.3)
+            assert raised.value.late == []  # both were still queued: withdrawn, not stored
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert (await stuck).offset == 2
+        page = await store.history("room:w", limit=10)
+        assert [p.data for p in page.publications] == [b"0", b"1"]
 
 
 async def _appends_again_without_a_gap(store: Store) -> None:

@@ -5,7 +5,9 @@ exchange (a fanout exchange with a durable queue of the same name bound to it), 
 RabbitMQ itself dead-letters lands there too. Poison is published there by Tidings with
 `x-tidings-reason` and `x-tidings-detail` headers, confirmed, then the original is
 acknowledged. `prefetch_count = max_in_flight` is the backpressure: RabbitMQ sends no more
-until messages are acknowledged, which happens after the store commit. A message whose
+until messages are acknowledged, which happens after the store commit. Messages go to the
+store in batches of up to half the window, each waiting at most LINGER (5 ms) to fill,
+and a stored batch is acknowledged with one `multiple` ack (AckWindow). A message whose
 store write failed is requeued; a node that dies leaves its unacknowledged messages to
 RabbitMQ, which redelivers them to the other consumers.
 """
@@ -18,14 +20,46 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource
+from tidings.ingest.base import RETRY_DELAY, Delivery, Handler, IngestSource, batch_size
 
 SETUP_TIMEOUT = 10.0  # seconds for connecting and declaring
+LINGER = 0.005  # seconds a batch waits for more messages after its first one
+
+
+class AckWindow:
+    """One channel's delivery tags, acknowledged in order with one `multiple` ack.
+
+    Batches settle out of order; a tag is acknowledged once it and every tag before it is
+    settled, so one ack frame covers a batch instead of one frame per message.
+    """
+
+    def __init__(self) -> None:
+        self._floor = 0  # every tag up to it is settled (a new channel's first tag is 1)
+        self._settled: set[int] = set()  # settled tags above the floor
+        self._to_ack: dict[int, AbstractIncomingMessage] = {}  # settled by ack, not yet sent
+
+    def settle(self, tag: int, acked: AbstractIncomingMessage | None = None) -> None:
+        """`tag` is settled: to be acknowledged (`acked`), or already acked or rejected."""
+        self._settled.add(tag)
+        if acked is not None:
+            self._to_ack[tag] = acked
+        while self._floor + 1 in self._settled:
+            self._floor += 1
+            self._settled.discard(self._floor)
+
+    async def flush(self) -> None:
+        """Acknowledge every settled message up to the floor, in one frame."""
+        covered = [tag for tag in self._to_ack if tag <= self._floor]
+        if covered:
+            last = self._to_ack[max(covered)]
+            for tag in covered:
+                del self._to_ack[tag]
+            await last.ack(multiple=True)
 
 
 class AmqpDelivery(Delivery):
     def __init__(self, message: AbstractIncomingMessage, dead_letters: AbstractExchange,
-                 source: str):
+                 source: str, window: AckWindow):
         self.message = message
         self.body = message.body
         self.where = f"delivery {message.delivery_tag} of {message.routing_key}"
@@ -33,9 +67,11 @@ class AmqpDelivery(Delivery):
             self.queued_at = message.timestamp.timestamp()
         self._dead_letters = dead_letters
         self._source = source
+        self._window = window
 
     async def ack(self) -> None:
-        await self.message.ack()
+        """Acknowledged with the rest of its batch (AckWindow.flush)."""
+        self._window.settle(self.message.delivery_tag, self.message)
 
     async def dead_letter(self, reason: str, detail: str) -> None:
         headers = {**(self.message.headers or {}), "x-tidings-reason": reason,
@@ -47,10 +83,12 @@ class AmqpDelivery(Delivery):
             routing_key=self.message.routing_key or "",
         )
         await self.message.ack()
+        self._window.settle(self.message.delivery_tag)
 
     async def retry(self) -> None:
         await asyncio.sleep(RETRY_DELAY)
         await self.message.nack(requeue=True)
+        self._window.settle(self.message.delivery_tag)
 
 
 class AmqpSource(IngestSource):
@@ -87,10 +125,30 @@ class AmqpSource(IngestSource):
             connection.close_callbacks.add(on_close)
             channel.close_callbacks.add(on_close)
 
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                task = asyncio.create_task(handle(AmqpDelivery(message, exchange, self.name)))
+            batch: list[Delivery] = []
+            loop = asyncio.get_running_loop()
+            window = AckWindow()
+
+            async def settle(deliveries: list[Delivery]) -> None:
+                await handle(deliveries)
+                await window.flush()
+
+            def flush() -> None:
+                if not batch:
+                    return
+                task = asyncio.create_task(settle(batch[:]))
+                batch.clear()
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                # RabbitMQ pushes one message at a time: gather them into batches (full,
+                # or LINGER after the first) so the store takes them in one go
+                batch.append(AmqpDelivery(message, exchange, self.name, window))
+                if len(batch) >= batch_size(config.max_in_flight):
+                    flush()
+                elif len(batch) == 1:
+                    loop.call_later(LINGER, flush)
 
             await queue.consume(on_message)
             connected()

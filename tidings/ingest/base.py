@@ -1,8 +1,8 @@
 """The ingest interface: a backend's queue as a source of notifications, one per system.
 
-A source takes messages off its queue and hands each to the intake as a Delivery. The
-intake stores the notification (the node's normal publish pipeline, group commit included)
-and only then settles the delivery: `ack` after the store commit, `dead_letter` for a
+A source takes messages off its queue in batches and hands each batch to the intake as a
+list of Deliveries. The intake stores the batch's notifications in one go (handed to the
+store's group commit together) and only then settles each delivery: `ack` after the store commit, `dead_letter` for a
 message that can never be stored (to a dead-letter destination of the same system, with
 the reason, then acknowledged), or `retry` when the store failed (the queue redelivers it
 later). So ingest is at-least-once, and idempotency keys make the store exactly-once.
@@ -54,7 +54,8 @@ class Delivery(ABC):
         """Not stored (store unavailable): have the queue deliver it again later."""
 
 
-Handler = Callable[[Delivery], Awaitable[None]]
+# Takes a batch of deliveries and settles every one of them (stored in one go)
+Handler = Callable[[list[Delivery]], Awaitable[None]]
 
 
 class IngestSource(ABC):
@@ -105,15 +106,11 @@ class IngestSource(ABC):
     async def _consume(self, handle: Handler, connected: Callable[[], None]) -> None:
         """Connect, consume until the connection fails (raise), close what was opened.
 
-        Hands every message to `handle` and keeps at most `max_in_flight` unsettled.
+        Hands the messages to `handle` in batches and keeps at most `max_in_flight`
+        unsettled.
         """
 
 
 def batch_size(max_in_flight: int) -> int:
     """Each of PULLERS batches: together never more than `max_in_flight` unsettled."""
     return max(1, max_in_flight // PULLERS)
-
-
-async def settle_all(handle: Handler, deliveries: list[Delivery]) -> None:
-    """Handle a batch concurrently: one group commit stores all of it."""
-    await asyncio.gather(*(handle(delivery) for delivery in deliveries))

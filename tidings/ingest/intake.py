@@ -3,8 +3,8 @@
 Every node runs every configured source; the queue systems share the messages out among
 the nodes (competing consumers). For each message the intake parses the notification,
 routes it to channels (each user's `user:<id>`, a room channel, or `broadcast`), publishes
-through the node's pipeline with the idempotency key `(source, id)`, and settles the
-delivery only after the store has committed. Poison goes to the dead letter, is logged and
+a source's whole batch through the node's pipeline at once with the idempotency keys
+`(source, id)`, and settles the deliveries only after the store has committed. Poison goes to the dead letter, is logged and
 is counted in `/metrics`.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 import orjson
@@ -24,7 +24,6 @@ from tidings.channels import BROADCAST, Channel, ChannelError, user_channel
 from tidings.config import MessageCenter
 from tidings.ingest.base import Delivery, IngestSource
 from tidings.ingest.notification import UNROUTABLE_CHANNEL, Notification, Poison, parse_notification
-from tidings.model import Publication
 from tidings.store.base import StoreError
 
 log = logging.getLogger("tidings.ingest")
@@ -39,9 +38,8 @@ class Publisher(Protocol):
 
     def channel(self, name: object) -> Channel: ...
 
-    def publish(self, channel: Channel, data: bytes, *, source: str | None = None,
-                sender: str | None = None,
-                idempotency_key: str | None = None) -> Awaitable[Publication]: ...
+    def publish_many(self, items: Sequence[tuple[Channel, bytes, str | None, str | None]]
+                     ) -> Awaitable[None]: ...
 
 
 class Intake:
@@ -67,46 +65,60 @@ class Intake:
 
         for name, config in self.settings.ingest.items():
             source = open_source(name, config, self.node.name)
-            await source.start(lambda delivery, source=source: self.take(source, delivery))
+            await source.start(lambda batch, source=source: self.take(source, batch))
             self.sources.append(source)
 
     async def stop(self) -> None:
         for source in self.sources:
             await source.stop()
 
-    async def take(self, source: IngestSource, delivery: Delivery) -> None:
-        """Store one message's notification and settle the delivery accordingly."""
-        try:
-            note = parse_notification(delivery.body,
-                                      max_bytes=self.settings.max_notification_bytes,
-                                      max_recipients=self.settings.max_recipients)
-            channels = self.route(note)
-        except Poison as poison:
-            log.warning("ingest %s: dead-lettering %s: %s", source.name, delivery.where, poison)
-            await delivery.dead_letter(poison.reason, poison.detail)
-            self.dead.labels(source.name, poison.reason).inc()
+    async def take(self, source: IngestSource, deliveries: list[Delivery]) -> None:
+        """Store a batch's notifications in one go, then settle every delivery of it."""
+        items: list[tuple[Channel, bytes, str, str]] = []
+        storing: list[Delivery] = []
+        poisoned: list[tuple[Delivery, Poison]] = []
+        for delivery in deliveries:
+            try:
+                note = parse_notification(delivery.body,
+                                          max_bytes=self.settings.max_notification_bytes,
+                                          max_recipients=self.settings.max_recipients)
+                channels = self.route(note)
+            except Poison as poison:
+                poisoned.append((delivery, poison))
+                continue
+            key = "ingest:" + orjson.dumps([note.source, note.id]).decode()  # unambiguous pair
+            items.extend((channel, note.data, note.source, key) for channel in channels)
+            storing.append(delivery)
+        if poisoned:
+            await asyncio.gather(*(self._dead_letter(source, delivery, poison)
+                                   for delivery, poison in poisoned))
+        if not storing:
             return
-        key = "ingest:" + orjson.dumps([note.source, note.id]).decode()  # unambiguous pair
         try:
             # Shielded: a source that stops or loses its connection cancels this task, and a
             # publish cut between its commit and its delivery would be stored yet never
             # delivered live (its redelivery is a repeat, which delivers nothing).
-            # One group commit takes every recipient (and other deliveries in flight).
-            await asyncio.shield(asyncio.gather(*(
-                self.node.publish(channel, note.data, source=note.source, idempotency_key=key)
-                for channel in channels)))
+            await asyncio.shield(self.node.publish_many(items))
         except (StoreError, BrokerError) as exc:
-            log.warning("ingest %s: %s not stored (%s); the queue will offer it again",
-                        source.name, delivery.where, exc)
-            self.retried.labels(source.name).inc()
-            await delivery.retry()
+            log.warning("ingest %s: %d messages (%s, ...) not stored (%s); the queue will "
+                        "offer them again", source.name, len(storing), storing[0].where, exc)
+            self.retried.labels(source.name).inc(len(storing))
+            await asyncio.gather(*(delivery.retry() for delivery in storing))
             return
-        await delivery.ack()
-        self.stored.labels(source.name).inc()
-        if delivery.queued_at is not None:
-            lag = max(0.0, time.time() - delivery.queued_at)
-            self.latest_lag[source.name] = lag
-            self.lag.labels(source.name).observe(lag)
+        for delivery in storing:  # in turn, no task each: most only note it for a batch ack
+            await delivery.ack()
+        self.stored.labels(source.name).inc(len(storing))
+        for delivery in storing:
+            if delivery.queued_at is not None:
+                lag = max(0.0, time.time() - delivery.queued_at)
+                self.latest_lag[source.name] = lag
+                self.lag.labels(source.name).observe(lag)
+
+    async def _dead_letter(self, source: IngestSource, delivery: Delivery,
+                           poison: Poison) -> None:
+        log.warning("ingest %s: dead-lettering %s: %s", source.name, delivery.where, poison)
+        await delivery.dead_letter(poison.reason, poison.detail)
+        self.dead.labels(source.name, poison.reason).inc()
 
     def route(self, note: Notification) -> list[Channel]:
         """The stored channels a notification goes to, or Poison when there are none."""

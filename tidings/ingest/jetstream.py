@@ -31,7 +31,6 @@ from tidings.ingest.base import (
     Handler,
     IngestSource,
     batch_size,
-    settle_all,
 )
 
 
@@ -93,8 +92,7 @@ class JetStreamSource(IngestSource):
                         msgs = await sub.fetch(batch_size(config.max_in_flight), timeout=1)
                     except (NatsTimeout, asyncio.TimeoutError):  # nothing waiting this second
                         continue
-                    await settle_all(handle, [JetStreamDelivery(m, js, dead, self.name)
-                                              for m in msgs])
+                    await handle([JetStreamDelivery(m, js, dead, self.name) for m in msgs])
 
             await asyncio.gather(*(pull() for _ in range(PULLERS)))
         finally:

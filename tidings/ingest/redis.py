@@ -29,7 +29,6 @@ from tidings.ingest.base import (
     Handler,
     IngestSource,
     batch_size,
-    settle_all,
 )
 
 FIELD = b"notification"
@@ -113,8 +112,9 @@ class RedisStreamSource(IngestSource):
 
     async def _settle(self, client: redis.Redis, handle: Handler, entries: list) -> None:
         acks: list[bytes] = []
-        await settle_all(handle, [StreamDelivery(self, client, entry_id, fields, acks)
-                                  for entry_id, fields in entries])
+        if entries:
+            await handle([StreamDelivery(self, client, entry_id, fields, acks)
+                          for entry_id, fields in entries])
         if acks:
             await client.xack(self.config.queue, self.config.group, *acks)
 

@@ -92,6 +92,7 @@ class Read:
     source: str | None
     upto: int | None
     everything: bool
+    shared: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -237,7 +238,7 @@ def _inbox(f: Fields) -> InboxQuery:
 
 def _read(f: Fields) -> Read:
     return Read(f.int("offset", required=False), f.source(), f.int("upto", required=False),
-                f.bool("all", False))
+                f.bool("all", False), f.bool("shared", False))
 
 
 _PARSERS = {

@@ -242,7 +242,7 @@ async def _change(request: web.Request, method: str, make) -> web.Response:
 async def inbox_read(request: web.Request) -> web.Response:
     return await _change(request, "read", lambda f: read_change(
         f.int("offset", required=False), f.source(), f.int("upto", required=False),
-        f.bool("all", False)))
+        f.bool("all", False), f.bool("shared", False)))
 
 
 async def inbox_unread(request: web.Request) -> web.Response:

@@ -165,7 +165,8 @@ async def dispatch(session: Session, command: Command) -> dict:
                                    limit=params.limit)
     if isinstance(params, native.Read):
         return await session.read(offset=params.offset, source=params.source,
-                                  upto=params.upto, everything=params.everything)
+                                  upto=params.upto, everything=params.everything,
+                                  shared=params.shared)
     if isinstance(params, native.Unread):
         return await session.unread(params.offset)
     if isinstance(params, native.Seen):

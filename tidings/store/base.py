@@ -114,6 +114,31 @@ class AppendRequest:
 
 
 @dataclass(slots=True, frozen=True)
+class Append:
+    """One publication to store, as `Store.append_many` takes them (see `Store.append`)."""
+
+    channel: str
+    data: bytes
+    retention: Retention
+    source: str | None = None
+    sender: str | None = None
+    idempotency: "Idempotency | None" = None
+    inbox: InboxSpec | None = None
+
+
+class BatchTimeout(StoreError):
+    """`append_many` ran out of time: `late` are the appends whose commit was under way.
+
+    The queued ones were withdrawn (not stored); each late one may yet be stored, and its
+    future says so when its commit settles.
+    """
+
+    def __init__(self, waited: float, late: list[asyncio.Future]):
+        super().__init__(f"the store did not commit the batch within {waited:g} s")
+        self.late = late
+
+
+@dataclass(slots=True, frozen=True)
 class Idempotency:
     """An append that must happen once per `key` and channel within `window` seconds."""
 
@@ -191,6 +216,20 @@ def change_filter(change: ReadChange) -> list[tuple[str, object]]:
     return terms
 
 
+def cursor_column(change: ReadChange) -> str | None:
+    """The shared notifications' cursor a change moves (`read_upto` or `seen_upto`), if any.
+
+    `read` of a shared source or of everything moves the read cursor, `seen` the seen
+    cursor; reading one offset, `unread` and `archive` concern the user's own messages.
+    """
+    if change.kind == "read" and change.offset is None and (change.shared
+                                                             or change.source is None):
+        return "read_upto"
+    if change.kind == "seen":
+        return "seen_upto"
+    return None
+
+
 class Store(ABC):
     """Durable channel history. Subclasses implement the `_`-prefixed primitives."""
 
@@ -213,6 +252,8 @@ class Store(ABC):
             self._positions)
         self.range_reads: CoalescedCalls[tuple[str, int, int], list[Publication]] = \
             CoalescedCalls(self._read_ranges)
+        # the channel whose sourced publications are every user's shared notifications
+        self.shared_channel: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -285,6 +326,39 @@ class Store(ABC):
     def queued(self) -> int:
         """Appends waiting for a commit to start."""
         return len(self._pending)
+
+    async def append_many(self, appends: Sequence[Append], *,
+                          within: float) -> list[Publication | Duplicate | StoreError]:
+        """Queue many publications at once (one wakeup of the writer, one wait) for a caller
+        that has a batch, such as ingest; each one's place, or the StoreError it met.
+
+        Each append succeeds or fails on its own (a batch may span two commits). Past
+        `within` seconds the ones still queued are withdrawn and BatchTimeout is raised.
+        """
+        if self._closing:
+            raise StoreError("store is closing")
+        if (stalled := self.stalled_for()) > within:
+            raise StoreError(f"store commits stalled for {stalled:.1f} s: not stored")
+        loop = asyncio.get_running_loop()
+        queued, at = time.monotonic(), now_ms()
+        requests = [AppendRequest(a.channel, a.data, a.retention, a.source, a.sender, at,
+                                  loop.create_future(), queued, a.idempotency, a.inbox)
+                    for a in appends]
+        self._pending.extend(requests)
+        self._wakeup.set()
+        futures = [request.future for request in requests]
+        _, unsettled = await asyncio.wait(futures, timeout=within)
+        if unsettled:
+            mine = {id(request) for request in requests}
+            kept = []
+            for request in self._pending:  # withdraw the ones not yet in a commit
+                if id(request) in mine:
+                    request.future.cancel()
+                else:
+                    kept.append(request)
+            self._pending = kept
+            raise BatchTimeout(within, [f for f in unsettled if not f.cancelled()])
+        return [f.exception() or f.result() for f in futures]  # type: ignore[misc]
 
     def stalled_for(self) -> float:
         """Seconds the oldest unfinished work (a commit under way, a queued append) has waited."""
@@ -393,6 +467,8 @@ class Store(ABC):
 
         Raises NoSuchMessage when `change.offset` names no message of the user's inbox.
         """
+        if change.shared and self.shared_channel is None:
+            raise StoreError("this store has no shared channel")
         return await self._inbox_change(user, change, now_ms())
 
     # ---- group commit ----------------------------------------------------------------

@@ -67,6 +67,7 @@ from tidings.store.base import (
     Store,
     StoreError,
     change_filter,
+    cursor_column,
     now_ms,
     repeats_in_batch,
     resolve_repeats,
@@ -75,7 +76,7 @@ from tidings.store.base import (
 log = logging.getLogger("tidings.store.mysql")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 COMMAND_TIMEOUT = 30  # seconds: a database that stops answering fails the call, not hangs
 CONNECT_TIMEOUT = 5
 LOCK_TIMEOUT = 60  # seconds a starting node waits for another's migration
@@ -161,6 +162,19 @@ MIGRATIONS = {
         ) ENGINE=InnoDB
         """,
     ],
+    # shared notifications: read and seen up to an offset of the shared channel, per source
+    4: [
+        """
+        CREATE TABLE IF NOT EXISTS tidings_inbox_cursors (
+            recipient VARCHAR(200) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            channel VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            source VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            read_upto BIGINT NOT NULL DEFAULT 0,
+            seen_upto BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (recipient, channel, source)
+        ) ENGINE=InnoDB
+        """,
+    ],
 }
 
 COLUMNS = "channel, `offset`, time, data, source, sender"
@@ -182,6 +196,26 @@ ON DUPLICATE KEY UPDATE `offset` = VALUES(`offset`), epoch = VALUES(epoch), time
 """
 INBOX_LIVE = "recipient = %s AND is_archived = 0 AND (expires IS NULL OR expires > %s)"
 INBOX_COLUMNS = "`offset`, source, time, data, is_read, is_seen"
+# the shared channel's sourced publications, each with the user's cursor of its source
+# (parameters: user, channel, now); sources compare as the cursors' binary collation
+SHARED_SOURCE = "p.source COLLATE utf8mb4_bin"
+SHARED_FROM = f"""tidings_publications p LEFT JOIN tidings_inbox_cursors c
+    ON c.recipient = %s AND c.channel = p.channel AND c.source = {SHARED_SOURCE}
+WHERE p.channel = %s AND p.source IS NOT NULL AND (p.expires IS NULL OR p.expires > %s)"""
+SHARED_READ = "p.`offset` <= COALESCE(c.read_upto, 0)"
+SHARED_SEEN = "p.`offset` <= GREATEST(COALESCE(c.read_upto, 0), COALESCE(c.seen_upto, 0))"
+SHARED_COUNTS = (f"SELECT {SHARED_SOURCE}, COUNT(*), SUM(NOT ({SHARED_READ})), "
+                 f"SUM(NOT ({SHARED_SEEN})) FROM {SHARED_FROM} GROUP BY {SHARED_SOURCE}")
+SHARED_MESSAGES = (f"(SELECT p.`offset`, p.source, p.time, p.data, {SHARED_READ}, {SHARED_SEEN} "
+                   f"FROM {SHARED_FROM} AND {SHARED_SOURCE} = %s "
+                   "ORDER BY p.`offset` DESC LIMIT %s)")
+# move cursors (column: read_upto or seen_upto) up to `upto`, never back, for one source
+# or all (parameters: user, upto, channel, now, [source])
+MOVE_CURSOR = f"""INSERT INTO tidings_inbox_cursors (recipient, channel, source, {{column}})
+SELECT %s, channel, {SHARED_SOURCE}, LEAST(MAX(`offset`), %s) FROM tidings_publications p
+WHERE channel = %s AND source IS NOT NULL AND (expires IS NULL OR expires > %s){{only}}
+GROUP BY channel, {SHARED_SOURCE}
+ON DUPLICATE KEY UPDATE {{column}} = GREATEST({{column}}, VALUES({{column}}))"""
 
 
 def _digest(key: str) -> bytes:
@@ -244,6 +278,14 @@ def _failures(action: str, lost_error: type[StoreError] = StoreError) -> Iterato
             raise lost_error(f"mysql: database unreachable or connection lost while {action} "
                              f"({type(exc).__name__}: {exc})") from exc
         raise StoreError(f"mysql: {action} failed: {exc}") from exc
+
+
+def _newest_first(messages: list[InboxMessage]) -> dict[str, list[InboxMessage]]:
+    """Messages by source, newest first (a UNION promises no order)."""
+    grouped: dict[str, list[InboxMessage]] = {}
+    for message in sorted(messages, key=lambda m: -m.offset):
+        grouped.setdefault(message.source, []).append(message)
+    return grouped
 
 
 class MySQLStore(Store):
@@ -507,8 +549,8 @@ class MySQLStore(Store):
 
     # ---- the inbox -------------------------------------------------------------------
 
-    @staticmethod
-    async def _counts_on(cur, user: str, now: int, source: str | None = None) -> InboxCounts:
+    async def _counts_on(self, cur, user: str, now: int,
+                         source: str | None = None) -> InboxCounts:
         only = " AND source = %s" if source is not None else ""
         await cur.execute(
             "SELECT source, COUNT(*), SUM(is_read = 0), SUM(is_seen = 0) "
@@ -519,9 +561,44 @@ class MySQLStore(Store):
             "SELECT (SELECT version FROM tidings_inbox_users WHERE recipient = %s), "
             "(SELECT MAX(`offset`) FROM tidings_inbox WHERE recipient = %s)", (user, user))
         version, top = await cur.fetchone()
+        shared, shared_top = await self._shared_counts_on(cur, user, now, source)
         return InboxCounts(  # SUM is a DECIMAL in MySQL
             {name: SourceCounts(int(total), int(unread), int(unseen))
-             for name, total, unread, unseen in rows}, version or 0, top or 0)
+             for name, total, unread, unseen in rows}, version or 0, top or 0,
+            shared, shared_top)
+
+    async def _shared_counts_on(self, cur, user: str, now: int, source: str | None = None
+                                ) -> tuple[dict[str, SourceCounts], int]:
+        """Counts of the shared notifications from the user's cursors; the channel's top."""
+        channel = self.shared_channel
+        if channel is None:
+            return {}, 0
+        await cur.execute(SHARED_COUNTS, (user, channel, now))
+        rows = await cur.fetchall()
+        await cur.execute("SELECT top FROM tidings_channels WHERE channel = %s", (channel,))
+        top = await cur.fetchone()
+        return ({name: SourceCounts(int(total), int(unread), int(unseen))
+                 for name, total, unread, unseen in rows if source is None or name == source},
+                top[0] if top else 0)
+
+    async def _move_cursors_on(self, cur, user: str, change: ReadChange, now: int) -> int:
+        """Move the shared cursors a change moves; how many shared messages it changed."""
+        column = cursor_column(change)
+        if column is None or self.shared_channel is None:
+            return 0
+        counted = "unread" if column == "read_upto" else "unseen"
+        only = (change.source,) if change.source is not None else ()
+        before, _ = await self._shared_counts_on(cur, user, now, change.source)
+        if not before:
+            return 0
+        await cur.execute(
+            MOVE_CURSOR.format(column=column,
+                               only=f" AND {SHARED_SOURCE} = %s" if only else ""),
+            (user, change.upto if change.upto is not None else 2**63 - 1,
+             self.shared_channel, now, *only))
+        after, _ = await self._shared_counts_on(cur, user, now, change.source)
+        return sum(getattr(c, counted) - getattr(after[name], counted)
+                   for name, c in before.items())
 
     @staticmethod
     def _messages(rows) -> list[InboxMessage]:
@@ -538,11 +615,14 @@ class MySQLStore(Store):
                         "AND source = %s ORDER BY `offset` DESC LIMIT %s)"] * len(counts.sources)),
                         [v for source in counts.sources for v in (user, now, source, limit)])
                     rows = list(await cur.fetchall())
-        messages: dict[str, list[InboxMessage]] = {}
-        # a UNION promises no order: newest first again
-        for message in sorted(self._messages(rows), key=lambda m: -m.offset):
-            messages.setdefault(message.source, []).append(message)
-        return InboxView(counts, messages)
+                shared_rows: list = []
+                if counts.shared:
+                    await cur.execute(" UNION ALL ".join([SHARED_MESSAGES] * len(counts.shared)),
+                                      [v for source in counts.shared for v in (
+                                          user, self.shared_channel, now, source, limit)])
+                    shared_rows = list(await cur.fetchall())
+        return InboxView(counts, _newest_first(self._messages(rows)),
+                         _newest_first(self._messages(shared_rows)))
 
     async def _inbox_page(self, user, source, before, limit, now):
         with _failures("reading the inbox"):
@@ -569,8 +649,11 @@ class MySQLStore(Store):
                     await cur.execute(f"SELECT 1 FROM tidings_inbox WHERE {where}", params)
                     if await cur.fetchone() is None:
                         return None  # nothing written: the commit ends an empty transaction
-                changed = await cur.execute(
-                    f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params)
+                changed = 0
+                if not change.shared:
+                    changed = await cur.execute(
+                        f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params)
+                changed += await self._move_cursors_on(cur, user, change, now)
                 await cur.execute(
                     "INSERT INTO tidings_inbox_users (recipient, version) VALUES (%s, 1) "
                     "ON DUPLICATE KEY UPDATE version = version + 1", (user,))

@@ -50,12 +50,13 @@ from tidings.store.base import (
     Store,
     StoreError,
     change_filter,
+    cursor_column,
     now_ms,
     repeats_in_batch,
     resolve_repeats,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
 COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
 LOCK_TIMEOUT = "10s"  # a statement waiting longer on a lock fails: its batch is known unstored
@@ -127,6 +128,17 @@ MIGRATIONS = {
         version BIGINT NOT NULL
     );
     """,
+    # shared notifications: read and seen up to an offset of the shared channel, per source
+    4: """
+    CREATE TABLE tidings_inbox_cursors (
+        recipient TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        source TEXT NOT NULL,
+        read_upto BIGINT NOT NULL DEFAULT 0,
+        seen_upto BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (recipient, channel, source)
+    );
+    """,
 }
 
 COLUMNS = 'channel, "offset", time, data, source, sender'
@@ -178,6 +190,45 @@ COUNTS = f"""
 SELECT source, COUNT(*) AS total, COUNT(*) FILTER (WHERE is_read = 0) AS unread,
        COUNT(*) FILTER (WHERE is_seen = 0) AS unseen
 FROM tidings_inbox WHERE {INBOX_LIVE} GROUP BY source
+"""
+# the shared channel's sourced publications, each with the user's cursor of its source
+# ($1 user, $2 now, $3 channel)
+SHARED_FROM = """tidings_publications p LEFT JOIN tidings_inbox_cursors c
+    ON c.recipient = $1 AND c.channel = p.channel AND c.source = p.source
+WHERE p.channel = $3 AND p.source IS NOT NULL AND (p.expires IS NULL OR p.expires > $2)"""
+SHARED_READ = 'p."offset" <= COALESCE(c.read_upto, 0)'
+SHARED_SEEN = 'p."offset" <= GREATEST(COALESCE(c.read_upto, 0), COALESCE(c.seen_upto, 0))'
+# One round trip: own and shared counts, the version and both tops (rows with shared = NULL
+# are the user's own sources; the version and tops repeat on every row, or come alone)
+ALL_COUNTS = f"""
+WITH own AS ({COUNTS}),
+shared AS (
+    SELECT p.source, COUNT(*) AS total, COUNT(*) FILTER (WHERE NOT ({SHARED_READ})) AS unread,
+           COUNT(*) FILTER (WHERE NOT ({SHARED_SEEN})) AS unseen
+    FROM {SHARED_FROM} GROUP BY p.source),
+tops AS (
+    SELECT (SELECT version FROM tidings_inbox_users WHERE recipient = $1) AS version,
+           (SELECT MAX("offset") FROM tidings_inbox WHERE recipient = $1) AS top,
+           (SELECT top FROM tidings_channels WHERE channel = $3) AS shared_top)
+SELECT t.version, t.top, t.shared_top, s.* FROM tops t LEFT JOIN (
+    SELECT FALSE AS shared, * FROM own UNION ALL SELECT TRUE, * FROM shared) s ON TRUE
+"""
+SHARED_MESSAGES = f"""
+SELECT m.* FROM unnest($4::text[]) AS s(name) CROSS JOIN LATERAL (
+    SELECT p."offset", p.source, p.time, p.data, ({SHARED_READ})::int AS is_read,
+           ({SHARED_SEEN})::int AS is_seen
+    FROM {SHARED_FROM} AND p.source = s.name ORDER BY p."offset" DESC LIMIT $5) m
+"""
+# move cursors (column: read_upto or seen_upto) up to $4, never back, for one source ($5) or
+# all ($5 NULL); ($1 user, $2 now, $3 channel)
+MOVE_CURSOR = """
+INSERT INTO tidings_inbox_cursors (recipient, channel, source, {column})
+SELECT $1, channel, source, LEAST(MAX("offset"), $4) FROM tidings_publications
+WHERE channel = $3 AND source IS NOT NULL AND (expires IS NULL OR expires > $2)
+      AND ($5::text IS NULL OR source = $5)
+GROUP BY channel, source ORDER BY source
+ON CONFLICT (recipient, channel, source) DO UPDATE
+SET {column} = GREATEST(tidings_inbox_cursors.{column}, excluded.{column})
 """
 # `expires` is set from the accepting node's clock, so reads compare with the node's clock
 # too (a parameter), never with the database server's now().
@@ -232,6 +283,13 @@ def _failures(action: str, lost_error: type[StoreError] = StoreError) -> Iterato
                 f"({type(lost).__name__}: {lost})"
             ) from exc
         raise StoreError(f"postgresql: {action} failed: {exc}") from exc
+
+
+def _by_source(messages: list[InboxMessage]) -> dict[str, list[InboxMessage]]:
+    grouped: dict[str, list[InboxMessage]] = {}
+    for message in messages:
+        grouped.setdefault(message.source, []).append(message)
+    return grouped
 
 
 class PostgresStore(Store):
@@ -397,16 +455,18 @@ class PostgresStore(Store):
 
     # ---- the inbox -------------------------------------------------------------------
 
-    @staticmethod
-    async def _counts_on(conn: asyncpg.Connection, user: str, now: int) -> InboxCounts:
-        rows = await conn.fetch(COUNTS, user, now)
-        version = await conn.fetchval(
-            "SELECT version FROM tidings_inbox_users WHERE recipient = $1", user)
-        top = await conn.fetchval(
-            'SELECT MAX("offset") FROM tidings_inbox WHERE recipient = $1', user)
-        return InboxCounts(
-            {r["source"]: SourceCounts(r["total"], r["unread"], r["unseen"])
-             for r in rows}, version or 0, top or 0)
+    async def _counts_on(self, conn: asyncpg.Connection, user: str, now: int) -> InboxCounts:
+        """Own and shared counts, the version and the tops, in one round trip."""
+        rows = await conn.fetch(ALL_COUNTS, user, now, self.shared_channel)
+        own: dict[str, SourceCounts] = {}
+        shared: dict[str, SourceCounts] = {}
+        for r in rows:
+            if r["source"] is not None:
+                (shared if r["shared"] else own)[r["source"]] = SourceCounts(
+                    r["total"], r["unread"], r["unseen"])
+        first = rows[0]
+        return InboxCounts(own, first["version"] or 0, first["top"] or 0, shared,
+                           first["shared_top"] or 0 if shared else 0)
 
     @staticmethod
     def _messages(rows) -> list[InboxMessage]:
@@ -426,10 +486,11 @@ class PostgresStore(Store):
                     'AND source = s.name ORDER BY "offset" DESC LIMIT $4) m',
                     user, now, list(counts.sources), limit,
                 )
-        messages: dict[str, list[InboxMessage]] = {}
-        for message in self._messages(rows):
-            messages.setdefault(message.source, []).append(message)
-        return InboxView(counts, messages)
+                shared_rows = await conn.fetch(
+                    SHARED_MESSAGES, user, now, self.shared_channel, list(counts.shared),
+                    limit) if counts.shared else []
+        return InboxView(counts, _by_source(self._messages(rows)),
+                         _by_source(self._messages(shared_rows)))
 
     async def _inbox_page(self, user, source, before, limit, now):
         with _failures("reading the inbox"):
@@ -460,14 +521,40 @@ class PostgresStore(Store):
                     f"SELECT 1 FROM tidings_inbox WHERE {where}", *params
                 ) is None:
                     raise NoSuchMessage(change.offset)
-                status = await conn.execute(
-                    f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", *params)
+                status = "UPDATE 0"
+                if not change.shared:
+                    status = await conn.execute(
+                        f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", *params)
+                moved = await self._move_cursors_on(conn, user, change, now)
                 await conn.execute(
                     "INSERT INTO tidings_inbox_users (recipient, version) VALUES ($1, 1) "
                     "ON CONFLICT (recipient) DO UPDATE "
                     "SET version = tidings_inbox_users.version + 1", user)
                 counts = await self._counts_on(conn, user, now)
-        return int(status.split()[-1]), counts
+        return int(status.split()[-1]) + moved, counts
+
+    async def _move_cursors_on(self, conn: asyncpg.Connection, user: str, change: ReadChange,
+                               now: int) -> int:
+        """Move the shared cursors a change moves; how many shared messages it changed."""
+        column = cursor_column(change)
+        if column is None or self.shared_channel is None:
+            return 0
+        counted = "unread" if column == "read_upto" else "unseen"
+
+        async def shared() -> dict[str, SourceCounts]:
+            counts = (await self._counts_on(conn, user, now)).shared
+            return {name: c for name, c in counts.items()
+                    if change.source is None or name == change.source}
+
+        before = await shared()
+        if not before:
+            return 0
+        await conn.execute(MOVE_CURSOR.format(column=column), user, now, self.shared_channel,
+                           change.upto if change.upto is not None else 2**63 - 1,
+                           change.source)
+        after = await shared()
+        return sum(getattr(c, counted) - getattr(after[name], counted)
+                   for name, c in before.items())
 
     # ---- reads -----------------------------------------------------------------------
 

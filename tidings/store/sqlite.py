@@ -37,6 +37,7 @@ from tidings.store.base import (
     Store,
     StoreError,
     change_filter,
+    cursor_column,
     now_ms,
     repeats_in_batch,
     resolve_repeats,
@@ -103,9 +104,37 @@ CREATE TABLE IF NOT EXISTS tidings_inbox_users (
     recipient TEXT PRIMARY KEY,
     version INTEGER NOT NULL
 );
+-- shared notifications: read and seen up to an offset of the shared channel, per source
+CREATE TABLE IF NOT EXISTS tidings_inbox_cursors (
+    recipient TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    source TEXT NOT NULL,
+    read_upto INTEGER NOT NULL DEFAULT 0,
+    seen_upto INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (recipient, channel, source)
+) WITHOUT ROWID;
 """
 INBOX_LIVE = "recipient = ? AND is_archived = 0 AND (expires IS NULL OR expires > ?)"
 INBOX_COLUMNS = "offset, source, time, data, is_read, is_seen"
+# the shared channel's sourced publications, each with the user's cursor of its source
+# (parameters: user, channel, now)
+SHARED_FROM = """tidings_publications p LEFT JOIN tidings_inbox_cursors c
+    ON c.recipient = ? AND c.channel = p.channel AND c.source = p.source
+WHERE p.channel = ? AND p.source IS NOT NULL AND (p.expires IS NULL OR p.expires > ?)"""
+SHARED_READ = "p.offset <= COALESCE(c.read_upto, 0)"
+SHARED_SEEN = "p.offset <= MAX(COALESCE(c.read_upto, 0), COALESCE(c.seen_upto, 0))"
+SHARED_COUNTS = (f"SELECT p.source, COUNT(*), SUM(NOT ({SHARED_READ})), SUM(NOT ({SHARED_SEEN})) "
+                 f"FROM {SHARED_FROM} GROUP BY p.source")
+SHARED_MESSAGES = (f"SELECT p.offset, p.source, p.time, p.data, {SHARED_READ}, {SHARED_SEEN} "
+                   f"FROM {SHARED_FROM} AND p.source = ? ORDER BY p.offset DESC LIMIT ?")
+# move cursors (column: read_upto or seen_upto) up to `upto`, never back, for one source
+# or all (parameters: user, upto, channel, now, [source])
+MOVE_CURSOR = """INSERT INTO tidings_inbox_cursors (recipient, channel, source, {column})
+SELECT ?, channel, source, MIN(MAX(offset), ?) FROM tidings_publications
+WHERE channel = ? AND source IS NOT NULL AND (expires IS NULL OR expires > ?){only}
+GROUP BY source
+ON CONFLICT (recipient, channel, source) DO UPDATE
+SET {column} = MAX({column}, excluded.{column})"""
 
 COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
@@ -341,8 +370,21 @@ class SQLiteStore(Store):
         ).fetchone()
         (top,) = conn.execute("SELECT MAX(offset) FROM tidings_inbox WHERE recipient = ?",
                               (user,)).fetchone()
+        shared, shared_top = self._shared_counts_sync(conn, user, now, source)
         return InboxCounts({name: SourceCounts(*counts) for name, *counts in rows},
-                           version[0] if version else 0, top or 0)
+                           version[0] if version else 0, top or 0, shared, shared_top)
+
+    def _shared_counts_sync(self, conn: sqlite3.Connection, user: str, now: int,
+                            source: str | None = None) -> tuple[dict[str, SourceCounts], int]:
+        """Counts of the shared notifications from the user's cursors; the channel's top."""
+        channel = self.shared_channel
+        if channel is None:
+            return {}, 0
+        rows = conn.execute(SHARED_COUNTS, (user, channel, now)).fetchall()
+        top = conn.execute("SELECT top FROM tidings_channels WHERE channel = ?",
+                           (channel,)).fetchone()
+        return ({name: SourceCounts(*counts) for name, *counts in rows
+                 if source is None or name == source}, top[0] if top else 0)
 
     @staticmethod
     def _messages(rows) -> list[InboxMessage]:
@@ -363,9 +405,12 @@ class SQLiteStore(Store):
                     "AND source = ? ORDER BY offset DESC LIMIT ?",
                     (user, now, source, limit)).fetchall())
                 for source in counts.sources}
+            shared = {source: self._messages(conn.execute(
+                SHARED_MESSAGES, (user, self.shared_channel, now, source, limit)).fetchall())
+                for source in counts.shared}
         finally:
             conn.execute("COMMIT")
-        return InboxView(counts, messages)
+        return InboxView(counts, messages, shared)
 
     async def _inbox_page(self, user, source, before, limit, now):
         return await self._on(self._read_thread, self._inbox_page_sync, user, source, before,
@@ -405,10 +450,13 @@ class SQLiteStore(Store):
                 f"SELECT 1 FROM tidings_inbox WHERE {where}", params
             ).fetchone() is None:
                 raise NoSuchMessage(change.offset)
-            sets, needs = CHANGE_SETS[change.kind]
-            changed = conn.execute(
-                f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params
-            ).rowcount
+            changed = 0
+            if not change.shared:
+                sets, needs = CHANGE_SETS[change.kind]
+                changed = conn.execute(
+                    f"UPDATE tidings_inbox SET {sets} WHERE {where} AND {needs}", params
+                ).rowcount
+            changed += self._move_cursors_sync(conn, user, change, now)
             conn.execute(
                 "INSERT INTO tidings_inbox_users (recipient, version) VALUES (?, 1) "
                 "ON CONFLICT (recipient) DO UPDATE SET version = version + 1",
@@ -420,6 +468,22 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
         return changed, counts
+
+    def _move_cursors_sync(self, conn: sqlite3.Connection, user: str, change: ReadChange,
+                           now: int) -> int:
+        """Move the shared cursors a change moves; how many shared messages it changed."""
+        column = cursor_column(change)
+        if column is None or self.shared_channel is None:
+            return 0
+        counted = "unread" if column == "read_upto" else "unseen"
+        only = (change.source,) if change.source is not None else ()
+        before, _ = self._shared_counts_sync(conn, user, now, change.source)
+        conn.execute(MOVE_CURSOR.format(column=column, only=" AND source = ?" if only else ""),
+                     (user, change.upto if change.upto is not None else 2**63 - 1,
+                      self.shared_channel, now, *only))
+        after, _ = self._shared_counts_sync(conn, user, now, change.source)
+        return sum(getattr(counts, counted) - getattr(after[name], counted)
+                   for name, counts in before.items())
 
     # ---- reads -----------------------------------------------------------------------
 
