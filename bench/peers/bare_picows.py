@@ -1,6 +1,5 @@
 """The bare relay on picows (stack-choice comparison only: picows serves no plain HTTP)."""
 
-import asyncio
 import os
 
 import uvloop

@@ -502,8 +502,10 @@ class RealtimeClient:
         except CommandError as exc:
             if exc.code != CANNOT_RECOVER:
                 raise
+            why = exc.message
+
             def reset_then_apply(result: dict) -> None:
-                sub._reset(exc.message, result)
+                sub._reset(why, result)
                 sub._apply_reply(result)
 
             await self._call("subscribe", {"channel": sub.channel}, hook=reset_then_apply)

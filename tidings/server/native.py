@@ -9,7 +9,6 @@ from aiohttp import WSMsgType, web
 from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
-from tidings.node import Node
 from tidings.server.keys import NODE
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError

@@ -22,7 +22,7 @@ from tidings import __version__
 from tidings.acks import AckLedger, AckPositions
 from tidings.channels import BROADCAST, user_channel
 from tidings.errors import CloseCode, ErrorCode, TidingsError
-from tidings.model import AckPosition, Publication
+from tidings.model import Publication
 from tidings.node import Node
 from tidings.peer import Peer
 from tidings.protocol import destinations, native, stomp
