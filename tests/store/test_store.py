@@ -527,6 +527,16 @@ async def test_mysql_reads_do_not_wait_behind_a_locked_channel(mysql_url):
             await other.ensure_closed()
 
 
+async def _statement_waiting_in(database: str, besides: int) -> None:
+    """Return once a statement in `database` (not from connection `besides`) has run for a
+    second: the store's batch, waiting for the row lock. Only this test's own database
+    counts: the server is shared with other test runs."""
+    while not await mysql_execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> %s "
+            "AND COMMAND = 'Query' AND TIME >= 1", (database, besides)):
+        await asyncio.sleep(0.05)
+
+
 async def test_mysql_lost_connection_is_a_store_error_and_the_pool_reconnects(mysql_url):
     database = _database(mysql_url)
     async with running(mysql_url) as (store,):
@@ -538,12 +548,7 @@ async def test_mysql_lost_connection_is_a_store_error_and_the_pool_reconnects(my
                 await cur.execute("SELECT top FROM tidings_channels WHERE channel = 'room:lost' "
                                   "FOR UPDATE")
                 append = asyncio.create_task(store.append("room:lost", b"2", retention=KEEP))
-                waiting = []
-                while not waiting:  # the store's batch waits for the row inside its transaction
-                    waiting = await mysql_execute(
-                        "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t "
-                        "WHERE t.trx_state = 'LOCK WAIT'")
-                    await asyncio.sleep(0.01)
+                await asyncio.wait_for(_statement_waiting_in(database, admin.thread_id()), 30)
                 for (thread,) in await mysql_execute(
                     "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> %s",
                     (database, admin.thread_id()),
@@ -552,7 +557,7 @@ async def test_mysql_lost_connection_is_a_store_error_and_the_pool_reconnects(my
                         await mysql_execute(f"KILL {int(thread)}")
                 await admin.rollback()
             with pytest.raises(CommitUnknown, match="connection lost"):  # may be stored or not
-                await append
+                await asyncio.wait_for(append, 60)
         finally:
             await admin.ensure_closed()
         await _appends_again_without_a_gap(store)
