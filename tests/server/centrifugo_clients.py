@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
-from pathlib import Path
 
 import aiohttp
 import jwt
 import orjson
 import pytest
 
+from tests.node_driver import NodeDriver
 from tidings.node import Node
 
-JS = Path(__file__).parent.parent / "js"
 SECRET = "centrifugo-test-secret-of-32-bytes-or-more"
 
 
@@ -48,38 +46,26 @@ async def publish_offline(settings, channel: str, values: list) -> None:
         await node.stop()
 
 
-class CentrifugeJs:
+class CentrifugeJs(NodeDriver):
     """A real centrifuge-js client in a Node process (tests/js/centrifuge_driver.mjs)."""
 
+    script = "centrifuge_driver.mjs"
+
     def __init__(self, proc: asyncio.subprocess.Process):
-        self.proc = proc
         self.arrived = asyncio.Event()
         self.taken: set[int] = set()  # indexes in `log` that event() returned
         self.refs = itertools.count(1)
         self.log: list[dict] = []  # every event but replies to calls
         self.calls: dict[int, asyncio.Future] = {}
-        self.reader = asyncio.create_task(self._read())
+        super().__init__(proc)
 
-    @classmethod
-    async def start(cls, url: str, **config) -> "CentrifugeJs":
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(JS / "centrifuge_driver.mjs"), json.dumps({"url": url, **config}),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=JS)
-        return cls(proc)
-
-    async def _read(self) -> None:
-        while line := await self.proc.stdout.readline():
-            event = json.loads(line)
-            waiting = self.calls.pop(event.get("ref"), None)
-            if waiting is not None:
-                waiting.set_result(event)
-            else:
-                self.log.append(event)
-                self.arrived.set()
-
-    async def do(self, op: str, **params) -> None:
-        self.proc.stdin.write((json.dumps({"op": op, **params}) + "\n").encode())
-        await self.proc.stdin.drain()
+    def received(self, event: dict) -> None:
+        waiting = self.calls.pop(event.get("ref"), None)
+        if waiting is not None:
+            waiting.set_result(event)
+        else:
+            self.log.append(event)
+            self.arrived.set()
 
     async def event(self, kind: str, timeout: float = 10, **match) -> dict:
         """The oldest event of `kind` (whose fields equal `match`) not taken yet; events of
@@ -116,17 +102,6 @@ class CentrifugeJs:
         with contextlib.suppress(asyncio.TimeoutError):
             event = await self.event("publication", wait)
             raise AssertionError(f"unexpected publication: {event}")
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ConnectionError):
-                await self.do("exit")
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self.reader.cancel()
 
 
 class CentrifugoCallFailed(AssertionError):

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 
+from tests.node_driver import NodeDriver
 from tidings.protocol import stomp
 from tidings.protocol.stomp import SERVER_COMMANDS, Frame, FrameParser, HeartBeat, Limits
-
-JS = Path(__file__).parent.parent / "js"
 
 
 class RawStomp:
@@ -101,28 +98,17 @@ async def stomp_client(port: int, user: str = "alice", **headers) -> RawStomp:
     return client
 
 
-class StompJs:
+class StompJs(NodeDriver):
     """A real @stomp/stompjs client in a Node process (tests/js/stomp_driver.mjs)."""
 
+    script = "stomp_driver.mjs"
+
     def __init__(self, proc: asyncio.subprocess.Process):
-        self.proc = proc
         self.events: asyncio.Queue = asyncio.Queue()
-        self.reader = asyncio.create_task(self._read())
+        super().__init__(proc)
 
-    @classmethod
-    async def start(cls, url: str, **config) -> "StompJs":
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(JS / "stomp_driver.mjs"), json.dumps({"url": url, **config}),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=JS)
-        return cls(proc)
-
-    async def _read(self) -> None:
-        while line := await self.proc.stdout.readline():
-            self.events.put_nowait(json.loads(line))
-
-    async def do(self, op: str, **params) -> None:
-        self.proc.stdin.write((json.dumps({"op": op, **params}) + "\n").encode())
-        await self.proc.stdin.drain()
+    def received(self, event: dict) -> None:
+        self.events.put_nowait(event)
 
     async def event(self, kind: str, timeout: float = 10) -> dict:
         """The next event of `kind`; others before it are dropped, except a failure."""
@@ -150,17 +136,6 @@ class StompJs:
         with contextlib.suppress(asyncio.TimeoutError):
             event = await self.event("message", wait)
             raise AssertionError(f"unexpected message: {event}")
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ConnectionError):
-                await self.do("exit")
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self.reader.cancel()
 
 
 @pytest.fixture
