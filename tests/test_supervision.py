@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from types import SimpleNamespace
 
 from tidings import supervision
+from tidings.logs import current_session
 from tidings.supervision import Supervisor, cancel_and_wait
 
 
@@ -92,3 +94,19 @@ async def test_stopping_gives_up_on_a_task_that_never_ends(caplog):
     assert time.monotonic() - started < 0.6 and "still running" in caplog.text
     released.set()
     await task
+
+
+async def test_a_task_a_session_started_is_not_that_sessions():
+    """Its log lines must not name the session, and it must not keep the session alive."""
+    supervisor = Supervisor()
+    seen = []
+
+    async def background() -> None:
+        seen.append(current_session.get())
+
+    token = current_session.set(SimpleNamespace(client="c1", user="ann"))
+    try:
+        await supervisor.spawn("background", background)
+    finally:
+        current_session.reset(token)
+    assert seen == [None]

@@ -17,6 +17,7 @@ written no earlier than asked, together with the others of its round.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
@@ -44,7 +45,8 @@ class CoalescedCalls(Generic[K, V]):
         if future is None:
             future = self._next[key] = asyncio.get_running_loop().create_future()
         if self._round is None:
-            self._round = asyncio.get_running_loop().create_task(self._rounds())
+            self._round = asyncio.get_running_loop().create_task(
+                self._rounds(), context=contextvars.Context())  # serves every caller alike
         return future
 
     async def _rounds(self) -> None:

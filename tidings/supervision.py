@@ -19,6 +19,7 @@ their own retry loops) is cancelled again until it ends or the deadline passes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -47,8 +48,11 @@ class Supervisor:
         The returned task ends when `run()` returns, when it is cancelled, or (with
         `on_failure`) after its first failure.
         """
+        # a fresh context: a task a session's call happened to start is not that session's
+        # (its log lines would name it, and it would keep the session alive)
         task = asyncio.get_running_loop().create_task(
-            self._supervise(name, run, on_failure), name=f"tidings-{name}"
+            self._supervise(name, run, on_failure), name=f"tidings-{name}",
+            context=contextvars.Context(),
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -20,6 +20,7 @@ A broker that keeps live traffic on disk (Kafka's log) carries no voice: it woul
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -190,7 +191,7 @@ class VoiceRelay:
 
     def _schedule_sweep(self) -> None:
         self._sweeper = asyncio.get_running_loop().call_later(
-            self.limits.speaking_timeout / 3, self._sweep
+            self.limits.speaking_timeout / 3, self._sweep, context=contextvars.Context()
         )
 
     def _sweep(self) -> None:

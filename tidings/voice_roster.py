@@ -11,6 +11,7 @@ at once. Lookups of one room share one round trip.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class VoiceRoster:
     def _start_read(self, channel: str) -> asyncio.Task:
         task = self._reading.get(channel)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._read(channel))
+            task = asyncio.get_running_loop().create_task(
+                self._read(channel), context=contextvars.Context())  # shared by every asker
             self._reading[channel] = task
             task.add_done_callback(lambda done: self._finished(channel, done))
         return task

@@ -10,6 +10,7 @@ and counted, and what is sent stays fresh. Nothing here ever blocks the caller.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 
@@ -37,7 +38,8 @@ class VoiceUplink:
             self.dropped += 1
         self._queue.append((channel, envelope))
         if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send())
+            self._sender = asyncio.get_running_loop().create_task(
+                self._send(), context=contextvars.Context())  # not the first sender's
 
     @property
     def waiting(self) -> int:

@@ -96,6 +96,9 @@ class Cluster:
                 "TIDINGS_STORE": f"{PG}?schema={schema}",
                 "TIDINGS_CLUSTER_TTL": "2",
                 "TIDINGS_SHUTDOWN_GRACE": "2",
+                # the cluster tests publish as fast as replies come; the limit has its own tests
+                "TIDINGS_SECURITY__COMMAND_RATE": "100000",
+                "TIDINGS_SECURITY__COMMAND_BURST": "100000",
                 **settings,
             }
             self.nodes.append(Node(f"n{index + 1}", env))
