@@ -7,9 +7,8 @@ WebSocket messages; tidings.server.centrifugo_connection means them.
 
 from __future__ import annotations
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from tidings.errors import CloseCode
 from tidings.protocol import centrifugo as cf
 from tidings.server import centrifugo_api, websocket
 from tidings.server.centrifugo_connection import CentrifugoConnection
@@ -31,20 +30,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     client = CentrifugoConnection(node, WebSocketConnection(ws, request.transport),
                                   cf.PROTOBUF if protobuf else cf.JSON, peer,
                                   url_user=request.query.get("user"))
-    if node.draining:
-        client.session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
-    try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await client.receive(msg.data.encode() if msg.type == WSMsgType.TEXT
-                                     else msg.data)
-            elif msg.type == WSMsgType.PING:
-                client.session.seen()
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        await client.closed()
+    await websocket.serve(ws, client)
     return ws
 
 

@@ -37,7 +37,7 @@ from tidings.protocol.sockjs import SockJSError
 from tidings.server import websocket as handshake
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
-from tidings.server.stomp import gateway, serve_websocket
+from tidings.server.stomp import gateway
 from tidings.server.stomp import handle as raw_websocket
 from tidings.server.stomp_connection import StompConnection
 
@@ -292,7 +292,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     request.transport.write(wsframe.text(sockjs.OPEN))
     stomp = gateway(request).open(request, SockJSWebSocketConnection(ws, request.transport),
                                   WEBSOCKET, peer)
-    await serve_websocket(ws, stomp, unwrap=_unwrap)
+    await handshake.serve(ws, stomp, unwrap=_unwrap)
     return ws
 
 

@@ -6,16 +6,14 @@ hold several frames or part of one); every frame the server sends is one text me
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from tidings.errors import CloseCode
 from tidings.protocol import wsframe
 from tidings.server import websocket
 from tidings.server.connection import WebSocketConnection
 from tidings.server.keys import NODE
-from tidings.server.stomp_connection import StompConnection, StompGateway
+from tidings.server.stomp_connection import StompGateway
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 GATEWAY = web.AppKey("stomp", StompGateway)
@@ -42,30 +40,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                                       max_msg_size=node.settings.max_frame_bytes + 1)
     stomp = gateway(request).open(request, WebSocketConnection(ws, request.transport),
                                   WEBSOCKET, peer)
-    await serve_websocket(ws, stomp)
+    await websocket.serve(ws, stomp)
     return ws
-
-
-async def serve_websocket(ws: web.WebSocketResponse, stomp: StompConnection,
-                          unwrap: Callable[[bytes], bytes] = lambda data: data) -> None:
-    """Feed every message of `ws` (its STOMP bytes, as `unwrap` finds them) to `stomp`."""
-    if stomp.node.draining:
-        stomp.session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
-    try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
-                try:
-                    await stomp.receive(unwrap(data))
-                except ValueError as exc:  # a transport's own framing was broken
-                    stomp.session.close(CloseCode.TOO_MANY_ERRORS, str(exc))
-            elif msg.type == WSMsgType.PING:
-                stomp.session.seen()
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        await stomp.closed()
 
 
 def setup(app: web.Application) -> None:

@@ -17,15 +17,19 @@ Refusals are answered `{"error": {"code": C, "message": "..."}}` and counted in
 
 from __future__ import annotations
 
-import orjson
-from aiohttp import WSCloseCode, WebSocketError, web
+from collections.abc import Callable
+from typing import Protocol
 
-from tidings.errors import ErrorCode
+import orjson
+from aiohttp import WSCloseCode, WebSocketError, WSMsgType, web
+
+from tidings.errors import CloseCode, ErrorCode
 from tidings.limits import Refusal
 from tidings.node import Node
 from tidings.peer import Peer
 from tidings.protocol.wscheck import ClientFrameCheck
 from tidings.server.keys import ORIGINS
+from tidings.session import Session
 
 
 class _CheckedReader:
@@ -119,3 +123,37 @@ async def accept(request: web.Request, node: Node, protocol: str,
         peer.leave()
         raise
     return ws, peer
+
+
+class Receiver(Protocol):
+    """A protocol's connection that takes whole WebSocket messages (STOMP, Centrifugo)."""
+
+    node: Node
+    session: Session
+
+    async def receive(self, data: bytes) -> None: ...
+
+    async def closed(self) -> None: ...
+
+
+async def serve(ws: web.WebSocketResponse, connection: Receiver,
+                unwrap: Callable[[bytes], bytes] = lambda data: data) -> None:
+    """Feed every message of `ws` (its payload, as `unwrap` finds it) to `connection`."""
+    if connection.node.draining:
+        connection.session.close(CloseCode.SHUTDOWN,
+                                 "node shutting down: reconnect to another node")
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+                try:
+                    await connection.receive(unwrap(data))
+                except ValueError as exc:  # a transport's own framing was broken
+                    connection.session.close(CloseCode.TOO_MANY_ERRORS, str(exc))
+            elif msg.type == WSMsgType.PING:
+                connection.session.seen()
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        await connection.closed()
