@@ -105,14 +105,14 @@ class Intake:
             self.retried.labels(source.name).inc(len(storing))
             await asyncio.gather(*(delivery.retry() for delivery in storing))
             return
+        now = time.time()
         for delivery in storing:  # in turn, no task each: most only note it for a batch ack
             await delivery.ack()
-        self.stored.labels(source.name).inc(len(storing))
-        for delivery in storing:
             if delivery.queued_at is not None:
-                lag = max(0.0, time.time() - delivery.queued_at)
+                lag = max(0.0, now - delivery.queued_at)
                 self.latest_lag[source.name] = lag
                 self.lag.labels(source.name).observe(lag)
+        self.stored.labels(source.name).inc(len(storing))
 
     async def _dead_letter(self, source: IngestSource, delivery: Delivery,
                            poison: Poison) -> None:
