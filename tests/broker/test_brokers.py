@@ -369,9 +369,10 @@ async def test_a_node_that_stops_heartbeating_disappears_within_ttl(space):
     others_beaten = time.monotonic()
     await asyncio.sleep(TTL / 2)
     assert not await a_gone(), "a node must stay listed for ttl after its last heartbeat"
-    await eventually(a_gone, timeout=TTL)
+    await eventually(a_gone, timeout=TTL + 3)
     gone_after = time.monotonic() - last_beat
-    assert TTL / 2 < gone_after < TTL + 0.5
+    # The upper bound allows for a loaded machine's late polls, not for a missed expiry.
+    assert TTL / 2 < gone_after < TTL + 3
     assert await names(c) == {b.node, c.node}
     assert await c.presence("room:p") == []
 

@@ -354,6 +354,17 @@ async def test_two_sqlite_stores_on_one_file_take_turns_without_reusing_an_offse
     assert offsets == [1, 2, 3, 4, 5, 6]
 
 
+async def test_workers_opening_one_new_sqlite_file_at_once_all_start_on_one_epoch(tmp_path):
+    """Four workers on a fresh file, ten times: switching to WAL and making the schema must
+    wait for one another instead of failing with "database is locked" or a second epoch."""
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path / f'fresh{round_}.db'}"
+        async with running(url, url, url, url) as stores:
+            first = await stores[0].append("room:fresh", b"1", retention=KEEP)
+            positions = [(await s.positions(["room:fresh"]))["room:fresh"] for s in stores]
+        assert {p.epoch for p in positions} == {first.epoch}
+
+
 async def test_nodes_writing_many_channels_in_any_order_do_not_deadlock(shared_url):
     channels = [f"room:{name}" for name in "abcd"]
 

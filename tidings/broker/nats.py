@@ -8,9 +8,10 @@ Live delivery: channel `c` is the subject `<prefix>.c.<c>` with `%` and `.` perc
 so every channel is one subject token (NATS splits subjects on dots) and no two channels
 share a subject. A node subscribes to the subjects of the channels its sessions need, and
 `_subscribe_many` returns after a flush, whose PONG comes back once the server has taken
-every SUB before it. Each subscription hands its messages over with the channel name it
-was made for, so nothing is decoded on the way in. NATS drops messages for a slow consumer
-without disconnecting; the hub's gap detection and periodic check cover that.
+every SUB before it (two flushes, as nats-py can send the first PING ahead of the SUBs).
+Each subscription hands its messages over with the channel name it was made for, so
+nothing is decoded on the way in. NATS drops messages for a slow consumer without
+disconnecting; the hub's gap detection and periodic check cover that.
 
 Reconnection is done here (see `reconnect.py`), not by nats-py: 0.1 s doubling to 5 s, a
 new connection, every wanted channel subscribed again, then the node is told so its hub
@@ -190,6 +191,10 @@ class NatsBroker(Broker):
                         self._subject_prefix + _token(channel), cb=self._receiver(channel),
                         pending_msgs_limit=1_000_000, pending_bytes_limit=256 * 1024 * 1024,
                     )
+            # Twice: nats-py writes a flush's PING straight to the socket, ahead of the SUBs
+            # its flusher task has yet to write, so the first PONG proves nothing about them.
+            # By the time it is read the flusher has run, and the second PING follows the SUBs.
+            await nc.flush(timeout=COMMAND_TIMEOUT)
             await nc.flush(timeout=COMMAND_TIMEOUT)
         except FAILURES as exc:
             raise BrokerError(f"nats: subscribe failed: {exc!r}") from exc

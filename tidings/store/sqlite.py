@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,16 +139,35 @@ SET {column} = MAX({column}, excluded.{column})"""
 
 COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
+BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 MAX_CACHED_TOPS = 100_000  # channel tops the writer remembers; past that it starts again
 log = logging.getLogger("tidings.store.sqlite")
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                           timeout=BUSY_TIMEOUT)
+    _switch_to_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Turn WAL on, waiting out another process doing the same on a fresh file.
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy handler, when two connections would otherwise wait for each other
+    (two workers opening one new file at the same moment).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteStore(Store):
@@ -192,17 +212,24 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = _connect(self.path)
         self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._writer_conn.executescript(SCHEMA)
-        row = self._writer_conn.execute(
-            "SELECT value FROM tidings_meta WHERE key = 'epoch'"
-        ).fetchone()
-        if row is None:
-            self._epoch = secrets.token_hex(4)
-            self._writer_conn.execute(
-                "INSERT INTO tidings_meta (key, value) VALUES ('epoch', ?)", (self._epoch,)
-            )
-        else:
-            self._epoch = row[0]
+        # One immediate transaction: a worker opening the same new file at the same moment
+        # waits for it, then finds the tables and the epoch made (no racing schema writes).
+        self._writer_conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}")
+        try:
+            row = self._writer_conn.execute(
+                "SELECT value FROM tidings_meta WHERE key = 'epoch'"
+            ).fetchone()
+            if row is None:
+                self._epoch = secrets.token_hex(4)
+                self._writer_conn.execute(
+                    "INSERT INTO tidings_meta (key, value) VALUES ('epoch', ?)", (self._epoch,)
+                )
+            else:
+                self._epoch = row[0]
+            self._writer_conn.execute("COMMIT")
+        except BaseException:
+            self._writer_conn.execute("ROLLBACK")
+            raise
         self._reader_conn = _connect(self.path)
 
     async def _close(self) -> None:
