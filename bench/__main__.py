@@ -20,8 +20,8 @@ from pathlib import Path
 from bench import bootstrap
 
 RESULTS = bootstrap.BENCH / "results"
-SCENARIOS = ["fanout", "direct", "idle", "durable", "recovery", "ingest", "stomp", "stack",
-             "cluster", "shards", "centrifugo", "metrics"]
+SCENARIOS = ["fanout", "curve", "direct", "idle", "durable", "recovery", "ingest", "stomp",
+             "stack", "cluster", "shards", "centrifugo", "metrics"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -85,21 +85,23 @@ def main(argv: list[str]) -> int:
         spy_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(profile, results, spy_dir)
     started = time.monotonic()
-    if "fanout" in only:
+    if "fanout" in only and "fanout" in profile:
         runner.fanout(targets)
-    if "direct" in only:
+    if "curve" in only and "curve" in profile:
+        runner.curve(targets)
+    if "direct" in only and "direct" in profile:
         runner.direct(targets)
-    if "idle" in only:
+    if "idle" in only and "idle" in profile:
         runner.idle(targets, profile["idle"])
-    if "durable" in only and "tidings" in targets:
+    if "durable" in only and "durable" in profile and "tidings" in targets:
         runner.durable()
-    if "recovery" in only and "tidings" in targets:
+    if "recovery" in only and "recovery" in profile and "tidings" in targets:
         runner.recovery()
     if "stomp" in only and "stomp" in profile:
         runner.stomp()
     if "centrifugo" in only and "centrifugo" in profile:
         runner.centrifugo()
-    if "ingest" in only and "tidings" in targets:
+    if "ingest" in only and "ingest" in profile and "tidings" in targets:
         runner.ingest()
     if "stack" in only and "stack" in profile:
         runner.stack()
@@ -122,6 +124,7 @@ def main(argv: list[str]) -> int:
     text = report.markdown(results)
     stem.with_suffix(".md").write_text(text)
     plots.plots(results, stem.with_suffix(".png"))
+    plots.latency_curve(results, stem.with_name(stem.name + "-curve.png"))
     print(text)
     print(f"wrote {stem}.json, .md, .png")
     found = report.problems(results)

@@ -180,8 +180,14 @@ class Agent:
                     delay = next_at - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    # latency counts from when the message was due, not when a publisher
+                    # held up by a slow acknowledgement got to send it (no coordinated
+                    # omission: a server that falls behind the rate shows it in its tail)
+                    stamp = next_at
                     next_at += interval
-                data = {"t": time.time(), "k": k, "p": marker + PAD}
+                else:
+                    stamp = time.time()
+                data = {"t": stamp, "k": k, "p": marker + PAD}
                 if rnd.partners:
                     frame = self.proto.send(rnd.partners[index], data, client.ids + 1)
                 else:

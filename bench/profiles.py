@@ -14,12 +14,17 @@ CENTRIFUGO = ["tidings", "tidings-centrifugo", "tidings-centrifugo-protobuf"]
 STACK = ["bare-aiohttp", "bare-aiohttp-naive", "bare-picows", "bare-picows-naive",
          "bare-websockets", "bare-websockets-naive"]
 
+# deliveries/s at N = 1,000 and 10,000: 10-100 publications/s to 1,000, 1-10 to 10,000
+CURVE = {"points": [1000, 10_000], "rates": [10_000, 25_000, 50_000, 100_000],
+         "seconds": 2.0}
+
 PROFILES: dict[str, dict] = {
     "smoke": {  # seconds: proves the suite works (CI); Tidings and the ceiling only
         "repeat": 1, "deadline": 15, "round_seconds": 0.2,
         "targets": ["tidings", "bare-aiohttp"],
         "fanout": {"points": [(50, 50)],  # (subscribers, publications per round)
                    "latency_at": 50, "fixed_rate": 50, "latency_seconds": 0.5},
+        "curve": {"points": [50], "rates": [500, 1000], "seconds": 0.3},
         "direct": {"pairs": 20, "per_user": 5},
         "idle": [200],
         "durable": {"publishers": 20, "per_publisher": {"group": 10, "single": 5},
@@ -54,6 +59,7 @@ PROFILES: dict[str, dict] = {
         "targets": MAIN,
         "fanout": {"points": [(100, 20_000), (1000, 3000), (10_000, 300)],
                    "latency_at": 1000, "fixed_rate": 10, "latency_seconds": 5.0},
+        "curve": CURVE,
         "direct": {"pairs": 1000, "per_user": 50},
         "idle": [10_000, 50_000],
         "durable": {"publishers": 100, "per_publisher": {"group": 300, "single": 30},
@@ -67,6 +73,17 @@ PROFILES: dict[str, dict] = {
                     "peers": ["socketio-node", "python-socketio"]},
         "shards": [1, 2, 3],  # Redis servers under the same three nodes
         "metrics": {"fanout": (1000, 3000), "direct": (1000, 50), "every": 0.25, "rounds": 5},
+    },
+    "latency": {  # `python -m bench --profile latency`: the latency curve alone
+        "repeat": 3, "deadline": 60, "round_seconds": 1.0,
+        "targets": MAIN, "curve": CURVE,
+    },
+    "cluster": {  # `python -m bench --profile cluster`: three Tidings nodes on Redis against
+        # three nodes of each Socket.IO peer on its Redis adapter, members spread over them
+        "repeat": 3, "deadline": 120, "round_seconds": 2.0,
+        "targets": ["tidings"],
+        "cluster": {"fanout": (3000, 1000), "direct": (1000, 50), "brokers": ["redis"],
+                    "peers": ["socketio-node", "python-socketio"]},
     },
     "brokers": {  # `--only cluster,shards`: every broker and 1-3 Redis shards, Tidings only,
         # at a size a shared 2-core machine carries (the full profile's cluster is 5x bigger)

@@ -13,6 +13,8 @@ import statistics
 HEADLINE = {  # scenario -> (figure, unit, higher is better)
     "fanout": ("deliveries_per_s", "deliveries/s", True),
     "latency": ("p99_ms", "p99 ms", False),
+    "latency floor": ("p99_ms", "p99 ms", False),
+    "latency curve": ("p99_ms", "p99 ms", False),
     "direct": ("messages_per_s", "messages/s", True),
     "idle": ("bytes_per_connection", "bytes/connection", False),
     "durable": ("publishes_per_s", "acked publishes/s", True),
@@ -86,8 +88,12 @@ def _extra(scenario: str, runs: list[dict]) -> str:
         if "broker_cpu_seconds" in runs[0]:
             parts.append(f"Redis {median_of(runs, 'broker_cpu_seconds'):.2f} CPU s in all")
     if "p99_ms" in runs[0]:
-        if scenario == "latency":
+        if scenario.startswith("latency"):
             parts.append(f"at {runs[0]['rate']:,.0f} publications/s")
+        if "sustained" in runs[0]:
+            kept = sum(run["sustained"] for run in runs)
+            parts.append(f"sustained in {kept} of {len(runs)} rounds" if kept < len(runs)
+                         else "sustained")
         parts += [f"p50 {median_of(runs, 'p50_ms'):.1f} ms", f"p99 {median_of(runs, 'p99_ms'):.1f} ms",
                   f"p99.9 {median_of(runs, 'p999_ms'):.1f} ms"]
     if "server_cpu_per_100k" in runs[0]:
@@ -131,10 +137,6 @@ def goals(results: dict) -> list[str]:
     """The issue's goals, as ratios measured in this run; an unmeasured goal says so."""
     out = []
     s = results["scenarios"]
-
-    def verdict(ok: bool) -> str:
-        return "**met**" if ok else "**NOT met**"
-
     fanout = s.get("fanout", {})
     if fanout:
         point = max(fanout, key=lambda p: int(p.split("=")[1]))
@@ -212,6 +214,17 @@ def goals(results: dict) -> list[str]:
             p99 = median_of(targets["tidings"], "p99_ms")
             out.append(f"- p99 latency, {point} ({targets['tidings'][0]['rate']:,.0f}/s): "
                        f"**{p99:.1f} ms** (goal < 50 ms): {verdict(p99 < 50)}")
+    out += curve_goals(s)
+    for scenario, key in (("cluster fan-out", "deliveries_per_s"),
+                          ("cluster direct", "messages_per_s")):
+        for point, targets in s.get(scenario, {}).items():
+            mine = targets.get("tidings on redis")
+            for peer, name in (("socketio-node on redis", "Socket.IO (Node) on its Redis adapter"),
+                               ("python-socketio on redis", "python-socketio on Redis")):
+                if mine and targets.get(peer) and median_of(targets[peer], key):
+                    ratio = median_of(mine, key) / median_of(targets[peer], key)
+                    out.append(f"- {scenario.capitalize()}, {point}: Tidings on Redis = "
+                               f"**{ratio:.2f}x** {name} (goal ≥ 3x): {verdict(ratio >= 3)}")
     for point, targets in s.get("ingest", {}).items():
         system = point.split(",")[0]
         bare = targets.get(f"bare {system} consumer")
@@ -232,6 +245,42 @@ def goals(results: dict) -> list[str]:
                        f"{system}: p99 **{p99:.1f} ms** (goal < 20 ms; the idle node: "
                        f"{median_of(sampled, 'idle_inbox_p99_ms'):.1f} ms): {verdict(p99 < 20)}")
     return out
+
+
+def curve_goals(s: dict) -> list[str]:
+    """At every rate Socket.IO sustains, Tidings' p99 no higher than Socket.IO's; at
+    100,000 deliveries/s and N = 10,000, Tidings' p99 under 100 ms; and the floor beside."""
+    def p99(runs: list[dict]) -> float:
+        return median_of(runs, "p99_ms")
+
+    out = []
+    for point, targets in s.get("latency curve", {}).items():
+        mine, theirs = targets.get("tidings"), targets.get("socketio-node")
+        if mine and theirs and sustained(theirs):
+            ok = sustained(mine) and p99(mine) <= p99(theirs)
+            out.append(f"- Latency curve {point}: Tidings p99 **{p99(mine):.1f} ms**"
+                       f"{'' if sustained(mine) else ' (not sustained)'} vs Socket.IO's "
+                       f"{p99(theirs):.1f} ms (goal ≤ Socket.IO's): {verdict(ok)}")
+        if point == "N=10000, 100,000/s" and mine:
+            ok = sustained(mine) and p99(mine) < 100
+            out.append(f"- Latency curve {point}: Tidings p99 **{p99(mine):.1f} ms**"
+                       f"{'' if sustained(mine) else ' (not sustained)'} (goal < 100 ms): "
+                       f"{verdict(ok)}")
+    for point, targets in s.get("latency floor", {}).items():
+        floor = ", ".join(f"{target} {p99(runs):.1f} ms" for target, runs in targets.items())
+        out.append(f"- Floor {point} (p99 of isolated publications, 2/s): {floor}")
+    if not s.get("latency curve") and s.get("latency floor"):
+        out.append("- Latency curve: no rate measured")
+    return out
+
+
+def sustained(runs: list[dict]) -> bool:
+    """A rate counts as sustained when most of its rounds were."""
+    return sum(run["sustained"] for run in runs) * 2 > len(runs)
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
 
 
 def markdown(results: dict) -> str:

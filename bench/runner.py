@@ -113,6 +113,12 @@ class Runner:
                         sc.room_round(rounds, count, rate, self.deadline)
                         for _ in range(self.repeat)])
 
+    def curve(self, targets: list[str]) -> None:
+        """Latency at fixed delivery rates and the floor, every server alike (curve.py)."""
+        from bench.curve import curve
+
+        curve(self, targets)
+
     def stomp(self) -> None:
         """Room fan-out to STOMP subscribers: Tidings' native protocol, Tidings' STOMP and
         RabbitMQ's Web-STOMP plugin in the same run."""
@@ -307,7 +313,8 @@ class Runner:
         """Three nodes per broker: Tidings on each broker (PostgreSQL store), the Socket.IO
         peers on their Redis adapters. Same room fan-out and direct messages as one node."""
         spec = self.profile["cluster"]
-        kinds = [("tidings", kind, url) for kind, url in BROKERS.items()]
+        kinds = [("tidings", kind, url) for kind, url in BROKERS.items()
+                 if kind in spec.get("brokers", BROKERS)]
         kinds += [(peer, "redis", BROKERS["redis"]) for peer in spec.get("peers", [])]
         for target, kind, url in kinds:
             self.guarded(f"cluster {target} on {kind}",
