@@ -187,3 +187,53 @@ async def test_a_subscription_may_bring_its_own_codec_and_each_codec_encodes_onc
     hub.deliver((await _append(hub, 1))[0])
     assert len(third.frames) == 2 and own.encoded == 2
     assert len(first.frames) == 3
+
+
+class Writes(Recorder):
+    """Keeps each write as it came: how many calls a subscriber got, and their bytes."""
+
+    def __init__(self, codec: Codec):
+        super().__init__()
+        self.codec = codec
+        self.writes: list[bytes] = []
+
+    def write(self, frame: bytes) -> None:
+        self.writes.append(frame)
+        self.frames += [orjson.loads(line) for line in frame.splitlines()]
+
+
+class LineCodec(Codec):
+    joinable = True  # frames are lines here: joined, they still split apart
+
+    def pub_frame(self, pub: Publication) -> bytes:
+        return super().pub_frame(pub) + b"\n"
+
+
+async def test_a_committed_batch_reaches_a_joinable_subscriber_in_one_write(hub):
+    joined, single = Writes(LineCodec()), Writes(CODEC)
+    await hub.subscribe(joined, ROOM, codec=joined.codec)
+    await hub.subscribe(single, ROOM)
+    batch = await _burst(hub, 5)
+    hub.deliver_batch(batch)
+    assert len(joined.writes) == 1 and joined.offsets == [1, 2, 3, 4, 5]
+    assert len(single.writes) == 5 and single.offsets == [1, 2, 3, 4, 5]
+    for pub in batch:  # the publishers' own deliveries come after: already delivered
+        hub.deliver(pub)
+    assert joined.offsets == single.offsets == [1, 2, 3, 4, 5]
+    assert hub.deliveries == 10
+
+
+async def test_a_batch_behind_a_gap_waits_its_turn(hub):
+    sub = Writes(LineCodec())
+    await hub.subscribe(sub, ROOM, codec=sub.codec)
+    first, *rest = await _burst(hub, 4)
+    hub.deliver_batch(rest)  # offset 1 has not arrived: 2..4 must wait behind it
+    assert sub.offsets == []
+    hub.deliver(first)
+    assert sub.offsets == [1, 2, 3, 4]
+
+
+async def _burst(hub: Hub, count: int) -> list[Publication]:
+    """`count` concurrent appends: one group-commit batch of consecutive offsets."""
+    return list(await asyncio.gather(*(hub.store.append(ROOM.name, b'"x"', retention=KEEP)
+                                       for _ in range(count))))

@@ -67,6 +67,7 @@ class Node:
         self.store.shared_channel = BROADCAST  # "everyone" notifications: shared read state
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
+        self.store.on_commit = self.hub.deliver_batch
         self.voice = VoiceRelay(self.hub, settings, self.name)
         self.outbox = Outbox()
         self.revoked = RevokedTokens(settings.security, self._close_revoked)

@@ -649,3 +649,18 @@ async def test_concurrent_recoveries_share_reads_and_each_gets_its_own_range(sto
     assert all(p["room:storm"].offset == 12 and p["user:u7"].offset == 0 for p in positions[7:8])
     assert store.position_reads.rounds - before[0] <= 6  # a few rounds, not 600 reads
     assert store.range_reads.rounds - before[1] <= 3
+
+
+async def test_each_committed_batch_is_told_before_its_waiters_resume(store):
+    told: list[list[int]] = []
+    resumed: list[int] = []
+    store.on_commit = lambda pubs: told.append([p.offset for p in pubs])
+
+    async def append() -> None:
+        await store.append("room:told", b"x", retention=KEEP)
+        resumed.append(len(told))  # how many batches had been told when this one resumed
+
+    await asyncio.gather(*(append() for _ in range(5)))
+    assert told == [[1, 2, 3, 4, 5]] and resumed == [1] * 5
+    store.on_commit = lambda pubs: 1 / 0  # a broken listener does not fail the commit
+    assert (await store.append("room:told", b"y", retention=KEEP)).offset == 6

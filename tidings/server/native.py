@@ -26,6 +26,8 @@ MAX_ERRORS = 50  # bad commands in a row before the connection is closed
 class NativeCodec:
     """Frames of the native protocol; one instance serves every native session."""
 
+    joinable = True  # whole WebSocket frames, written straight to a WebSocket transport
+
     def pub_frame(self, pub: Publication) -> bytes:
         return wsframe.text(native.encode_pub(pub))
 

@@ -19,6 +19,7 @@ at once while commits are stuck.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from tidings.deadlines import Deadlines
 from tidings.model import AckPosition, HistoryPage, Publication, StreamPosition
 from tidings.readstate import InboxCounts, InboxMessage, InboxSpec, InboxView, ReadChange
 from tidings.supervision import Supervisor
+
+log = logging.getLogger("tidings.store")
 
 
 class StoreError(Exception):
@@ -241,6 +244,9 @@ class Store(ABC):
         self._closing = False
         self._committing_since: float | None = None
         self.last_failure: str | None = None  # the latest failed commit's error, until one succeeds
+        # Told of each committed batch's new publications before any waiter hears of them:
+        # the node hands them to its hub together (see Hub.deliver_batch).
+        self.on_commit: Callable[[list[Publication]], None] | None = None
         self.supervisor = Supervisor()  # runs the writer (and a backend's own loops)
         self._deadlines = Deadlines()  # the bounds of appends made `within` some time
         self.batches_committed = 0
@@ -500,9 +506,18 @@ class Store(ABC):
             self.observe_commit(time.perf_counter() - started)
             self.batches_committed += 1
             self.publications_committed += len(batch)
+            if self.on_commit is not None:
+                self._tell_committed(pubs)
             for request, pub in zip(batch, pubs):
                 if not request.future.done():
                     request.future.set_result(pub)
+
+    def _tell_committed(self, results: list[Publication | Duplicate]) -> None:
+        """A failing listener is a bug to log; it must not fail a commit that succeeded."""
+        try:
+            self.on_commit([pub for pub in results if isinstance(pub, Publication)])
+        except Exception:
+            log.exception("handing a committed batch over failed")
 
     # ---- what each backend implements ------------------------------------------------
 
