@@ -141,6 +141,11 @@ COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 MAX_CACHED_TOPS = 100_000  # channel tops the writer remembers; past that it starts again
+# The writer's page cache, in KiB (SQLite's default is 2 MiB). Every channel written to in a
+# batch dirties the last leaf page of its history; past 500 or so channels those no longer
+# fit SQLite's default and every append read its page back from the file (an insert took
+# about 14 us instead of 5). Pages are allocated only as the writer touches them.
+WRITER_CACHE_KIB = 64 * 1024
 log = logging.getLogger("tidings.store.sqlite")
 
 
@@ -212,6 +217,7 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = _connect(self.path)
         self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer_conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         # One immediate transaction: a worker opening the same new file at the same moment
         # waits for it, then finds the tables and the epoch made (no racing schema writes).
         self._writer_conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}")
