@@ -324,27 +324,30 @@ class SQLiteStore(Store):
                 "ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
                 [(channel, top, epoch) for channel, (top, epoch, _) in tops.items()],
             )
-            conn.executemany(  # only channels holding more than they keep have a row to drop
-                "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?",
-                [(channel, top - size) for channel, (top, _, size) in tops.items()
-                 if top > size],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO tidings_idempotency "
-                "(key, channel, offset, epoch, time, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                keys,
-            )
-            conn.executemany(
-                "INSERT INTO tidings_inbox (recipient, offset, source, time, expires, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                inbox,
-            )
-            conn.executemany(  # keep each (user, source)'s newest max_messages
-                "DELETE FROM tidings_inbox WHERE recipient = ? AND source = ? AND offset <= "
-                "(SELECT offset FROM tidings_inbox WHERE recipient = ? AND source = ? "
-                "ORDER BY offset DESC LIMIT 1 OFFSET ?)",
-                [(user, source, user, source, keep) for (user, source), keep in trims.items()],
-            )
+            # the rest is rare on the direct-message path: a statement only when it has rows
+            trimmed = [(channel, top - size) for channel, (top, _, size) in tops.items()
+                       if top > size]  # only channels holding more than they keep
+            if trimmed:
+                conn.executemany(
+                    "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?", trimmed)
+            if keys:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO tidings_idempotency "
+                    "(key, channel, offset, epoch, time, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                    keys,
+                )
+            if inbox:
+                conn.executemany(
+                    "INSERT INTO tidings_inbox (recipient, offset, source, time, expires, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    inbox,
+                )
+                conn.executemany(  # keep each (user, source)'s newest max_messages
+                    "DELETE FROM tidings_inbox WHERE recipient = ? AND source = ? AND offset <= "
+                    "(SELECT offset FROM tidings_inbox WHERE recipient = ? AND source = ? "
+                    "ORDER BY offset DESC LIMIT 1 OFFSET ?)",
+                    [(user, source, user, source, keep) for (user, source), keep in trims.items()],
+                )
             conn.execute("COMMIT")
         except BaseException:
             self._tops.clear()
