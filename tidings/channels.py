@@ -14,9 +14,11 @@ from tidings.config import Namespace, Settings
 
 BROADCAST = "broadcast"
 MAX_CHANNEL_LENGTH = 255
-_VALID = re.compile(r"[!-~]+")  # printable ASCII, no space
-_FORBIDDEN = set("*>#")
-_USER_ID = re.compile(r"[!-~]{1,200}")
+# printable ASCII without space and without '#' (0x23), '*' (0x2A) and '>' (0x3E): one
+# pattern, as every direct message's recipient is checked with it
+_ALLOWED = r"[!-\"$-)+-=?-~]"
+_VALID = re.compile(_ALLOWED + "+")
+_USER_ID = re.compile(_ALLOWED + "{1,200}")
 
 
 class ChannelError(ValueError):
@@ -42,9 +44,7 @@ def user_channel(user: str) -> str:
 
 
 def valid_user_id(user: object) -> bool:
-    return isinstance(user, str) and bool(_USER_ID.fullmatch(user)) and not (
-        _FORBIDDEN & set(user)
-    )
+    return isinstance(user, str) and _USER_ID.fullmatch(user) is not None
 
 
 def parse_channel(name: object, settings: Settings) -> Channel:
@@ -53,7 +53,7 @@ def parse_channel(name: object, settings: Settings) -> Channel:
         raise ChannelError("channel must be a string")
     if not name or len(name) > MAX_CHANNEL_LENGTH:
         raise ChannelError(f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters")
-    if not _VALID.fullmatch(name) or _FORBIDDEN & set(name):
+    if _VALID.fullmatch(name) is None:
         raise ChannelError(
             "channel may hold printable ASCII only, without spaces, '*', '>' or '#'"
         )

@@ -50,6 +50,14 @@ class ClientFrameCheck:
                 continue
             if not self._header:
                 frame_start = pos
+                # A client sends one small frame per read as a rule: judge its header where
+                # it lies, without collecting it byte by byte.
+                end = self._judge_in_place(data, pos, size)
+                if end is not None:
+                    if end < 0:
+                        return frame_start
+                    pos = end
+                    continue
             take = min(self._needed - len(self._header), size - pos)
             self._header += data[pos:pos + take]
             pos += take
@@ -58,6 +66,36 @@ class ClientFrameCheck:
             if self._judge():
                 return frame_start
         return None
+
+    def _judge_in_place(self, data: bytes, pos: int, size: int) -> int | None:
+        """Judge the frame starting at `pos` when `data` holds its whole header (and a close
+        frame's code): where its header ends (its payload is then skipped), -1 on a
+        violation, None when the header runs past this chunk."""
+        if size - pos < 2:
+            return None
+        second = data[pos + 1]
+        if not second & 0x80:
+            self.violation = "client frames must be masked (RFC 6455 5.1)"
+            return -1
+        length = second & 0x7F
+        at = pos + 2
+        if length == 126:
+            length = int.from_bytes(data[at:at + 2], "big")
+            at += 2
+        elif length == 127:
+            length = int.from_bytes(data[at:at + 8], "big")
+            at += 8
+        at += 4  # the masking key
+        closing = data[pos] & 0x0F == CLOSE and length >= 2
+        if at + (2 if closing else 0) > size:
+            return None
+        if closing:
+            code = ((data[at] ^ data[at - 4]) << 8) | (data[at + 1] ^ data[at - 3])
+            if not close_code_allowed(code):
+                self.violation = f"close code {code} is not allowed in a close frame (RFC 6455 7.4)"
+                return -1
+        self._skip = length
+        return at
 
     def _judge(self) -> bool:
         """With `_needed` bytes collected: True on a violation, else move on or ask for more."""

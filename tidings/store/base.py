@@ -301,11 +301,12 @@ class Store(ABC):
         """
         if self._closing:
             raise StoreError("store is closing")
-        if within is not None and (stalled := self.stalled_for()) > within:
+        queued = time.monotonic()
+        if within is not None and (stalled := queued - self._oldest_work(queued)) > within:
             raise StoreError(f"store commits stalled for {stalled:.1f} s: not stored")
         future = asyncio.get_running_loop().create_future()
         request = AppendRequest(channel, data, retention, source, sender, now_ms(), future,
-                                time.monotonic(), idempotency, inbox)
+                                queued, idempotency, inbox)
         self._pending.append(request)
         self._wakeup.set()
         if within is not None:
@@ -368,10 +369,18 @@ class Store(ABC):
 
     def stalled_for(self) -> float:
         """Seconds the oldest unfinished work (a commit under way, a queued append) has waited."""
-        started = [self._pending[0].queued] if self._pending else []
-        if self._committing_since is not None:
-            started.append(self._committing_since)
-        return time.monotonic() - min(started) if started else 0.0
+        now = time.monotonic()
+        return now - self._oldest_work(now)
+
+    def _oldest_work(self, now: float) -> float:
+        """When the oldest unfinished work started (`now` if there is none); asked per append,
+        so it builds nothing."""
+        oldest = now
+        if self._pending and self._pending[0].queued < oldest:
+            oldest = self._pending[0].queued
+        if self._committing_since is not None and self._committing_since < oldest:
+            oldest = self._committing_since
+        return oldest
 
     async def history(
         self, channel: str, *, limit: int, since: int | None = None, reverse: bool = False

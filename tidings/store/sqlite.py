@@ -141,6 +141,11 @@ COLUMNS = "channel, offset, time, data, source, sender"
 CHECKPOINT_INTERVAL = 1.0
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 MAX_CACHED_TOPS = 100_000  # channel tops the writer remembers; past that it starts again
+# The writer's page cache, in KiB (SQLite's default is 2 MiB). Every channel written to in a
+# batch dirties the last leaf page of its history; past 500 or so channels those no longer
+# fit SQLite's default and every append read its page back from the file (an insert took
+# about 14 us instead of 5). Pages are allocated only as the writer touches them.
+WRITER_CACHE_KIB = 64 * 1024
 log = logging.getLogger("tidings.store.sqlite")
 
 
@@ -212,6 +217,7 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = _connect(self.path)
         self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer_conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         # One immediate transaction: a worker opening the same new file at the same moment
         # waits for it, then finds the tables and the epoch made (no racing schema writes).
         self._writer_conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}")
@@ -318,27 +324,30 @@ class SQLiteStore(Store):
                 "ON CONFLICT (channel) DO UPDATE SET top = excluded.top",
                 [(channel, top, epoch) for channel, (top, epoch, _) in tops.items()],
             )
-            conn.executemany(  # only channels holding more than they keep have a row to drop
-                "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?",
-                [(channel, top - size) for channel, (top, _, size) in tops.items()
-                 if top > size],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO tidings_idempotency "
-                "(key, channel, offset, epoch, time, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                keys,
-            )
-            conn.executemany(
-                "INSERT INTO tidings_inbox (recipient, offset, source, time, expires, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                inbox,
-            )
-            conn.executemany(  # keep each (user, source)'s newest max_messages
-                "DELETE FROM tidings_inbox WHERE recipient = ? AND source = ? AND offset <= "
-                "(SELECT offset FROM tidings_inbox WHERE recipient = ? AND source = ? "
-                "ORDER BY offset DESC LIMIT 1 OFFSET ?)",
-                [(user, source, user, source, keep) for (user, source), keep in trims.items()],
-            )
+            # the rest is rare on the direct-message path: a statement only when it has rows
+            trimmed = [(channel, top - size) for channel, (top, _, size) in tops.items()
+                       if top > size]  # only channels holding more than they keep
+            if trimmed:
+                conn.executemany(
+                    "DELETE FROM tidings_publications WHERE channel = ? AND offset <= ?", trimmed)
+            if keys:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO tidings_idempotency "
+                    "(key, channel, offset, epoch, time, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                    keys,
+                )
+            if inbox:
+                conn.executemany(
+                    "INSERT INTO tidings_inbox (recipient, offset, source, time, expires, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    inbox,
+                )
+                conn.executemany(  # keep each (user, source)'s newest max_messages
+                    "DELETE FROM tidings_inbox WHERE recipient = ? AND source = ? AND offset <= "
+                    "(SELECT offset FROM tidings_inbox WHERE recipient = ? AND source = ? "
+                    "ORDER BY offset DESC LIMIT 1 OFFSET ?)",
+                    [(user, source, user, source, keep) for (user, source), keep in trims.items()],
+                )
             conn.execute("COMMIT")
         except BaseException:
             self._tops.clear()
