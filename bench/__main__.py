@@ -59,11 +59,11 @@ def main(argv: list[str]) -> int:
     from bench import plots, report
     from bench.profiles import PROFILES
     from bench.runner import Runner
-    from bench.servers import raise_nofile
+    from bench.limits import raise_nofile
 
     raise_nofile()
     profile = PROFILES[args.profile]
-    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    only = set(args.only.split(",")) if args.only else {s for s in SCENARIOS if s in profile}
     targets = args.targets.split(",") if args.targets else list(profile["targets"])
     if args.targets and "cluster" in profile:  # --targets picks the cluster's peers too
         profile = {**profile, "cluster": {**profile["cluster"], "peers": [

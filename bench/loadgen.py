@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import resource
 import time
 from dataclasses import dataclass, field
 
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from bench.limits import bound_socket, raise_nofile
 from bench.protocols import PROTOCOLS
 
 PAD = "x" * 64
@@ -39,6 +39,7 @@ class Setup:
     users: list[str]
     room: str | None = None  # subscribe every client here after connecting
     publisher: bool = False  # bare relay: publishers connect where they receive nothing
+    sources: tuple[str, ...] = ()  # local addresses the clients connect from, in turn
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Round:
     room: str = "room:bench"  # where `count` publications go
     partners: list[str] = field(default_factory=list)  # direct messages: one per client
     deadline: float = 60.0
+    idle: bool = False  # wait out the deadline whatever arrives: an idle window
 
 
 def round_marker(number: int) -> bytes:
@@ -82,6 +84,7 @@ class Client(WSListener):
             if not self.reply.done():
                 self.reply.set_result(value)
         elif kind == "ping":
+            self.agent.pings += 1
             transport.send(self.agent.opcode, value)
         elif kind == "open":
             transport.send(WSMsgType.TEXT, self.proto.open_reply(self.user))
@@ -117,13 +120,13 @@ class Agent:
     def arm(self, rnd: Round) -> None:
         self.round = rnd
         self.marker = round_marker(rnd.number)
-        self.count = self.stale = 0
+        self.count = self.stale = self.pings = 0
         self.latencies: list[float] = []
         self.last = 0.0
         self.expected_total = rnd.expect * len(self.clients)
         self.sample = max(1, self.expected_total // MAX_LATENCY_SAMPLES)
         self.done = asyncio.Event()
-        if self.expected_total == 0:
+        if self.expected_total == 0 and not rnd.idle:
             self.done.set()
 
     def received(self, payload: bytes) -> None:
@@ -146,11 +149,14 @@ class Agent:
         path = proto.pub_path if setup.publisher else proto.path
         url = setup.url.replace("http", "ws", 1) + path
 
-        async def one(user: str) -> Client:
+        async def one(user: str, index: int) -> Client:
+            source = setup.sources[index % len(setup.sources)] if setup.sources else ""
+            bound = (lambda _: bound_socket(source)) if source else None
             # a generous handshake timeout: 10,000 clients connect on a 2-core machine
             # that is also running the server under test
             _, client = await ws_connect(lambda: Client(self, user), url,
-                                         max_frame_size=1 << 24, websocket_handshake_timeout=30)
+                                         max_frame_size=1 << 24, websocket_handshake_timeout=30,
+                                         socket_factory=bound)
             # setting up is not measured: a slow server gets minutes, not the round's 30 s
             await client.call(proto.connect(user, 1), wait=proto.acknowledges, timeout=180)
             if setup.room and proto.acknowledges:
@@ -159,7 +165,8 @@ class Agent:
 
         for start in range(0, len(setup.users), CONNECT_BATCH):
             batch = setup.users[start:start + CONNECT_BATCH]
-            self.clients += await asyncio.gather(*(one(u) for u in batch))
+            self.clients += await asyncio.gather(*(one(u, start + k)
+                                                   for k, u in enumerate(batch)))
 
     # ---- sending ---------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class Agent:
             received=self.count, expected=self.expected_total, stale=self.stale,
             last=self.last, latencies=self.latencies, sample=self.sample,
             cpu_seconds=time.process_time() - cpu0, wall_seconds=time.time() - wall0,
-            dropped=self.dropped,
+            dropped=self.dropped, pings=self.pings,
         )
         return result
 
@@ -253,8 +260,7 @@ async def _main(setup: Setup, pipe) -> None:
 
 
 def _run(setup: Setup, pipe) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     uvloop.run(_main(setup, pipe))
 
 

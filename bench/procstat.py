@@ -27,6 +27,14 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def available_bytes() -> int:
+    """MemAvailable: what the machine can still allocate without swapping."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of all cores since boot; diff two readings for a share."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -85,6 +85,14 @@ PROFILES: dict[str, dict] = {
         "cluster": {"fanout": (3000, 1000), "direct": (1000, 50), "brokers": ["redis"],
                     "peers": ["socketio-node", "python-socketio"]},
     },
+    "connections": {  # `--profile connections`: idle connections only, 10,000 and
+        # 100,000 on one server (capped by the open-files limit where it cannot be raised)
+        "repeat": 1, "deadline": 60, "round_seconds": 1.0,
+        "targets": ["tidings", "socketio-node", "bare-aiohttp"],
+        "idle": [10_000, 100_000],
+        "idle_window": 75.0,  # held idle through three 25 s ping intervals, CPU measured
+        "connect_deadline": 240,  # seconds for a point's clients to connect, else it fails
+    },
     "brokers": {  # `--only cluster,shards`: every broker and 1-3 Redis shards, Tidings only,
         # at a size a shared 2-core machine carries (the full profile's cluster is 5x bigger)
         "repeat": 3, "deadline": 120, "round_seconds": 2.0,

@@ -111,6 +111,13 @@ def _extra(scenario: str, runs: list[dict]) -> str:
                      f"{runs[0]['scrape_cpu_ms']:.2f} ms of server CPU each")
     if "connections_per_s" in runs[0]:
         parts.append(f"{fmt(median_of(runs, 'connections_per_s'))} connections/s set up")
+    if "heartbeat_cores" in runs[0]:
+        parts.append(f"heartbeat CPU {median_of(runs, 'heartbeat_cores'):.2%} of a core = "
+                     f"{median_of(runs, 'heartbeat_us_per_connection'):.2f} µs per connection "
+                     f"per second over {runs[0]['window_seconds']:.0f} s idle "
+                     f"({median_of(runs, 'pings_per_connection'):.1f} pings answered per "
+                     f"connection), {fmt(median_of(runs, 'bytes_per_connection_after_window'))} "
+                     "bytes/connection after it")
     if scenario == "recovery":
         parts.append(f"recovered {min(r['recovered'] for r in runs):,} of {runs[0]['missed']:,}"
                      f"{', in order' if all(r['in_order'] for r in runs) else ', OUT OF ORDER'}")
@@ -195,6 +202,10 @@ def goals(results: dict) -> list[str]:
                        f"message {cpu}; one scrape costs {loud[0]['scrape_cpu_ms']:.2f} ms of "
                        f"CPU, {share:.3%} of a core at a 15 s interval")
     for point, targets in s.get("idle", {}).items():
+        if "tidings" in targets:
+            size = median_of(targets["tidings"], "bytes_per_connection")
+            out.append(f"- Memory per idle connection {point}: Tidings **{size:,.0f} bytes** "
+                       f"(goal ≤ 12 KiB = 12,288): {verdict(size <= 12_288)}")
         if "tidings" in targets and "socketio-node" in targets:
             ratio = (median_of(targets["tidings"], "bytes_per_connection")
                      / median_of(targets["socketio-node"], "bytes_per_connection"))

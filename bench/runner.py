@@ -19,18 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import scenarios as sc
+from bench.limits import fd_budget, memory_short
 from bench.loadgen import Setup
 from bench.scraping import Scraper, cpu_per_scrape
 from bench.brokers import BROKERS, RedisShards, namespaced
 from bench.servers import Cluster, RabbitWebStomp, Server
 from bench.store import MYSQL, PG, drop_database, drop_schema
-
-
-def fd_budget() -> int:
-    """Connections one server process can hold here: its open-files hard limit, less
-    headroom for the files, store and listening sockets it has anyway."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return hard if hard == resource.RLIM_INFINITY else (hard - 500) // 1000 * 1000
 
 
 class Runner:
@@ -214,14 +208,22 @@ class Runner:
             if connections < wanted:
                 self.results.setdefault("skipped", []).append(
                     f"{scenario} N={wanted}: the open-files hard limit here is "
-                    f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,} (a server needs one "
-                    f"per connection), so measured at N={connections} instead")
+                    f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,} and may not be raised "
+                    f"(a server needs one per connection; raising it takes CAP_SYS_RESOURCE), "
+                    f"so measured at N={connections} instead")
             for target in targets:
                 def point() -> None:
                     runs = []
                     for _ in range(self.repeat):  # a fresh server each time: RSS only grows
+                        short = memory_short(connections)
+                        if short:
+                            self.results.setdefault("skipped", []).append(
+                                f"{scenario} N={connections} {target}: {short}")
+                            return
                         with self.server(target, tag=f"idle-N{connections}") as server:
-                            runs.append(sc.idle(server, connections))
+                            runs.append(sc.idle(server, connections,
+                                                self.profile.get("idle_window", 0.0),
+                                                self.profile.get("connect_deadline", 300)))
                     self.record(scenario, f"N={connections}", target, runs)
 
                 self.guarded(f"{scenario} N={connections} {target}", point)

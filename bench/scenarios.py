@@ -8,15 +8,18 @@ messages is reported as such (`deliveries` < `expected`), never padded.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
 import aiohttp
 
+from bench.limits import fd_budget, source_addresses
 from bench.loadgen import Generator, Round, Setup
 from bench.procstat import MachineMeter
 
 SUB_AGENTS = 2  # subscriber processes per server: the generator spreads over both cores
+IDLE_AGENTS = 4  # connecting processes: a handshake costs the client side too
 PUBLISHERS = 10
 
 
@@ -45,14 +48,15 @@ class Rounds:
     """
 
     def __init__(self, setups: list[Setup], cpu: Callable[[], float],
-                 extra: Callable[[], float] | None = None):
+                 extra: Callable[[], float] | None = None, connect_deadline: float = 300):
         self.setups, self.cpu, self.extra = setups, cpu, extra
+        self.connect_deadline = connect_deadline
         self.number = 0
 
     def __enter__(self) -> "Rounds":
         self.gen = Generator(self.setups).__enter__()
         try:
-            self.connected = self.gen.ready()
+            self.connected = self.gen.ready(self.connect_deadline)
         except BaseException:
             self.gen.__exit__()
             raise
@@ -150,22 +154,47 @@ def pair_round(rounds: Rounds, partner: dict, per_user: int, deadline: float) ->
     }
 
 
-def idle(server, connections: int) -> dict:
+def idle(server, connections: int, window: float = 0.0,
+         connect_deadline: float = 300) -> dict:
     """Connect `connections` clients (authenticated where the protocol has it) and hold
-    them: server RSS growth per connection, and connections set up per second."""
+    them: server RSS growth per connection, and connections set up per second. With a
+    `window` (seconds), also what keeping them costs while nothing else happens: the
+    server's CPU for pings, pongs and timers (its "heartbeat CPU"), the clients answering
+    every ping as real clients do."""
     time.sleep(0.5)
     rss0 = server.rss_bytes()
     users = [f"i{i}" for i in range(connections)]
-    setups = [Setup(server.proto, server.url, part) for part in split(users, SUB_AGENTS)]
-    with Generator(setups) as gen:
-        ready = gen.ready()
+    agents = max(IDLE_AGENTS, math.ceil(connections / fd_budget()))
+    sources = source_addresses(connections)
+    setups = [Setup(server.proto, server.url, part, sources=sources)
+              for part in split(users, agents)]
+    with Rounds(setups, server.cpu_seconds, connect_deadline=connect_deadline) as rounds:
+        ready = rounds.connected
         time.sleep(1.0)  # let the server settle (allocations after the last handshake)
         rss1 = server.rss_bytes()
-    held = sum(r["clients"] for r in ready)
-    return {"connections": held, "bytes_per_connection": (rss1 - rss0) / max(held, 1),
-            "connections_per_s": held / max(max(r["connect_seconds"] for r in ready), 1e-6),
-            "generator_max_share": max(r["connect_cpu_seconds"] / max(r["connect_seconds"], 1e-6)
-                                       for r in ready)}
+        held = sum(r["clients"] for r in ready)
+        figures = {"connections": held, "bytes_per_connection": (rss1 - rss0) / max(held, 1),
+                   "connections_per_s": held / max(max(r["connect_seconds"] for r in ready),
+                                                   1e-6),
+                   "generator_max_share": max(r["connect_cpu_seconds"]
+                                              / max(r["connect_seconds"], 1e-6) for r in ready),
+                   "agents": len(setups), "source_addresses": len(sources)}
+        if window:
+            figures |= heartbeat(rounds, window, held)
+            figures["bytes_per_connection_after_window"] = (
+                (server.rss_bytes() - rss0) / max(held, 1))
+    return figures
+
+
+def heartbeat(rounds: Rounds, window: float, held: int) -> dict:
+    """`window` seconds of idle clients: the server's CPU share, per connection too."""
+    results, common = rounds.run(lambda number, setup: Round(number, deadline=window,
+                                                             idle=True))
+    return {"window_seconds": window, "heartbeat_cores": common["server_cores"],
+            "heartbeat_us_per_connection": common["server_cores"] / max(held, 1) * 1e6,
+            "pings_per_connection": sum(r["pings"] for r in results) / max(held, 1),
+            "machine_busy": common["machine_busy"],
+            "dropped_connections": common["dropped_connections"]}
 
 
 def durable_round(rounds: Rounds, per_publisher: int, deadline: float) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from bench import bootstrap, procstat
+from bench.limits import raise_nofile
 
 PEERS = bootstrap.PEERS
 
@@ -49,12 +49,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def raise_nofile() -> None:
-    """Open-files limit up to the hard limit: 50,000 connections need as many descriptors."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Server:

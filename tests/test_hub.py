@@ -108,6 +108,18 @@ async def test_resync_finds_a_lost_tail(hub):
     assert sub.offsets == [1, 2, 3]
 
 
+async def test_a_resync_of_named_channels_reads_only_those(hub):
+    other = parse_channel("room:other", SETTINGS)
+    subs = {ROOM.name: Recorder(), other.name: Recorder()}
+    await hub.subscribe(subs[ROOM.name], ROOM)
+    await hub.subscribe(subs[other.name], other)
+    await _append(hub, 2)  # nothing delivered live, on either channel
+    await hub.store.append(other.name, b'"x"', retention=KEEP)
+    await hub.resync([ROOM.name])
+    assert subs[ROOM.name].offsets == [1, 2]
+    assert subs[other.name].offsets == []
+
+
 async def test_recovery_merges_store_and_live_without_repeats(hub):
     early = Recorder()
     await hub.subscribe(early, ROOM)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -381,12 +381,14 @@ class Hub:
                         state.next, upto)
             self._lose_sync(state)
 
-    async def resync(self) -> None:
-        """Compare every stored channel with the store and fill what the live path lost.
+    async def resync(self, only: Collection[str] | None = None) -> None:
+        """Compare every stored channel (or those named in `only`) with the store and fill
+        what the live path lost.
 
         Run after a broker reconnect, and periodically for brokers that drop silently.
         """
-        stored = [s for s in self.channels.values() if s.stored and s.ready.done()]
+        stored = [s for s in self.channels.values() if s.stored and s.ready.done()
+                  and (only is None or s.name in only)]
         if not stored:
             return
         positions = await self.store.positions([s.name for s in stored])

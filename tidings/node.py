@@ -9,6 +9,7 @@ the broker; the hub's offset ordering drops any duplicate.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -68,6 +69,7 @@ class Node:
         self.broker = broker or open_broker(settings.broker, self.name, ttl=settings.cluster_ttl)
         self.hub = Hub(self.store, self.broker)
         self.store.on_commit = self.hub.deliver_batch
+        self._in_doubt: set[str] = set()  # channels with a publish that may or may not be stored
         self.voice = VoiceRelay(self.hub, settings, self.name)
         self.outbox = Outbox()
         self.revoked = RevokedTokens(settings.security, self._close_revoked)
@@ -139,7 +141,7 @@ class Node:
         await self._heartbeat()
         every = self._every
         self.supervisor.spawn("heartbeat", every(self.settings.cluster_ttl / 3, self._heartbeat))
-        self.supervisor.spawn("resync", every(10.0, self.hub.resync))
+        self.supervisor.spawn("resync", every(10.0, self._resync))
         self.supervisor.spawn("expire", every(30.0, self.store.expire))
         self.supervisor.spawn("tick", every(self._tick_interval, self._tick))
         self.supervisor.spawn("loop-lag", self.loop_lag.run)
@@ -265,9 +267,10 @@ class Node:
                     idempotency=key, inbox=inbox,
                 )
             except OutcomeUnknown as exc:
-                exc.late.add_done_callback(self._deliver_late)
+                exc.late.add_done_callback(functools.partial(self._deliver_late, {channel.name}))
                 raise _outcome_unknown(exc) from None
-            except CommitUnknown as exc:  # stored or not, the hub's gap check delivers it
+            except CommitUnknown as exc:  # stored or not: the next resync delivers it if it is
+                self._in_doubt.add(channel.name)
                 raise _outcome_unknown(exc) from None
             if isinstance(pub, Duplicate):
                 return Publication(pub.channel, pub.offset, pub.epoch, data, pub.time, source,
@@ -300,14 +303,17 @@ class Node:
             results = await self.store.append_many(
                 appends, within=self.settings.resilience.publish_timeout)
         except BatchTimeout as exc:
+            names = {channel.name for channel, *_ in items}
             for late in exc.late:
-                late.add_done_callback(self._deliver_late)
+                late.add_done_callback(functools.partial(self._deliver_late, names))
             raise
         failure: StoreError | None = None
         delivered = []
         for (channel, *_), result in zip(items, results):
             if isinstance(result, StoreError):
                 failure = result
+                if isinstance(result, CommitUnknown):
+                    self._in_doubt.add(channel.name)
             elif isinstance(result, Publication):  # a Duplicate was delivered the first time
                 self.hub.deliver(result)
                 delivered.append(result)
@@ -333,9 +339,14 @@ class Node:
             inbox = InboxSpec(channel.owner, kept.max_messages, kept.max_age)
         return key, inbox
 
-    def _deliver_late(self, committed: asyncio.Future) -> None:
-        """A publication whose caller stopped waiting was stored after all: deliver it."""
-        if committed.cancelled() or committed.exception() is not None:
+    def _deliver_late(self, channels: set[str], committed: asyncio.Future) -> None:
+        """A publication whose caller stopped waiting was stored after all: deliver it. If
+        its commit ended in doubt, the next resync looks at `channels` (where it went)."""
+        if committed.cancelled():
+            return
+        if committed.exception() is not None:
+            if isinstance(committed.exception(), CommitUnknown):
+                self._in_doubt |= channels
             return
         pub = committed.result()
         if isinstance(pub, Duplicate):  # delivered when it was first stored
@@ -436,6 +447,21 @@ class Node:
                 self._push_local(body)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("dropping a malformed broker message on %s: %s", channel, exc)
+
+    async def _resync(self) -> None:
+        """The periodic resync. A broker between nodes may drop messages silently, so every
+        stored channel is compared with the store. The in-process broker loses nothing: only
+        a publish that ended in doubt can be stored yet undelivered, so only its channels
+        are compared, instead of a store read per connection (its `user:` channel) each pass."""
+        channels, self._in_doubt = self._in_doubt, set()
+        try:
+            if self.broker.shared:
+                await self.hub.resync()
+            elif channels:
+                await self.hub.resync(channels)
+        except BaseException:
+            self._in_doubt |= channels  # looked at again next time
+            raise
 
     async def _on_broker_reconnect(self) -> None:
         log.info("broker connection restored: filling gaps from the store")

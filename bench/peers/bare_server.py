@@ -44,5 +44,6 @@ if __name__ == "__main__":
     app = web.Application()
     app.add_routes([web.get("/", handle), web.get("/pub", handle)])
     print(f"ready {port}", flush=True)
+    # the listen backlog Tidings has: thousands of clients connect at once
     web.run_app(app, host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop(),
-                access_log=None)
+                access_log=None, backlog=4096)

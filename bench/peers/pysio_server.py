@@ -43,4 +43,5 @@ async def send(sid, msg):
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "9002"))
     print(f"ready {port}", flush=True)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop())
+    web.run_app(app, host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop(),
+                backlog=4096)  # the listen backlog Tidings has

@@ -25,6 +25,7 @@ async function main() {
     socket.on("publish", (msg, ack) => { io.to(msg.room).emit("pub", msg.data); if (ack) ack("ok"); });
     socket.on("send", (msg, ack) => { io.to(`user:${msg.to}`).emit("pub", msg.data); if (ack) ack("ok"); });
   });
-  httpServer.listen(port, "127.0.0.1", () => console.log(`ready ${port}`));
+  // the listen backlog Tidings has: thousands of clients connect at once
+  httpServer.listen(port, "127.0.0.1", 4096, () => console.log(`ready ${port}`));
 }
 main();

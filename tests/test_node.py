@@ -1,0 +1,69 @@
+"""The node's periodic resync: what it compares with the store, by broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_hub import Recorder
+from tidings.errors import TidingsError
+from tidings.store.base import CommitUnknown
+
+
+def stored_then_in_doubt(store):
+    """Make `store.append` store the publication, then say the commit ended in doubt, as
+    when the database connection dies just after COMMIT went through."""
+    append = store.append
+
+    async def doubtful(*args, **kwargs):
+        await append(*args, **kwargs)
+        raise CommitUnknown("connection lost while committing")
+
+    store.append = doubtful
+    return append
+
+
+def positions_asked(store) -> list[list[str]]:
+    asked: list[list[str]] = []
+    positions = store.positions
+
+    async def spy(channels):
+        asked.append(list(channels))
+        return await positions(channels)
+
+    store.positions = spy
+    return asked
+
+
+async def test_a_publication_stored_in_doubt_reaches_subscribers_at_the_next_resync(
+        make_server):
+    """The in-process broker loses nothing, so the periodic resync compares only the
+    channels with a publish that ended in doubt, not every connection's `user:` channel."""
+    async with make_server() as server:
+        node = server.node
+        room, idle = node.channel("room:doubt"), node.channel("room:idle")
+        sub = Recorder()
+        await node.hub.subscribe(sub, room)
+        await node.hub.subscribe(Recorder(), idle)
+        stored_then_in_doubt(node.store)
+        with pytest.raises(TidingsError):
+            await node.publish(room, b'"maybe"')
+        assert sub.offsets == []  # nothing delivered: the publisher was told "unknown"
+        asked = positions_asked(node.store)
+        await node._resync()
+        assert sub.offsets == [1]
+        assert asked == [["room:doubt"]]
+        await node._resync()  # nothing in doubt any more: nothing read
+        assert asked == [["room:doubt"]]
+
+
+@pytest.mark.services
+async def test_a_node_on_a_shared_broker_compares_every_stored_channel(make_server, tmp_path):
+    """A broker between nodes may drop messages silently: every stored channel is read."""
+    broker = f"redis://127.0.0.1:6379/0?prefix=resync{tmp_path.name[-8:]}"
+    async with make_server(broker=broker) as server:
+        node = server.node
+        for name in ("room:a", "room:b"):
+            await node.hub.subscribe(Recorder(), node.channel(name))
+        asked = positions_asked(node.store)
+        await node._resync()
+        assert len(asked) == 1 and {"room:a", "room:b"} <= set(asked[0])
