@@ -10,16 +10,16 @@ from tidings.store.base import CommitUnknown
 
 
 def stored_then_in_doubt(store):
-    """Make `store.append` store the publication, then say the commit ended in doubt, as
-    when the database connection dies just after COMMIT went through."""
-    append = store.append
+    """Make the store commit each batch, then say the commit ended in doubt, as when the
+    database connection dies just after COMMIT went through (so no one is told of it)."""
+    commit = store._commit
 
-    async def doubtful(*args, **kwargs):
-        await append(*args, **kwargs)
+    async def doubtful(batch):
+        await commit(batch)
         raise CommitUnknown("connection lost while committing")
 
-    store.append = doubtful
-    return append
+    store._commit = doubtful
+    return commit
 
 
 def positions_asked(store) -> list[list[str]]:
