@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -237,7 +237,8 @@ class Hub:
             if state is None:
                 continue
             if len(run) > 1 and self._continues(state, run):
-                self._fanout_run(state, run)
+                state.published += len(run)
+                self.deliveries += self._write_live(state, run)
                 state.next += len(run)
             else:
                 for pub in run:
@@ -252,21 +253,6 @@ class Hub:
             return False  # they join the live stream publication by publication
         return all(pub.epoch == state.epoch and pub.offset == state.next + index
                    for index, pub in enumerate(run))
-
-    def _fanout_run(self, state: ChannelState, run: list[Publication]) -> None:
-        state.published += len(run)
-        delivered = 0
-        for codec, members in tuple(state.groups.items()):
-            frames = [frame for frame in map(codec.pub_frame, run) if frame]
-            if not frames:
-                continue
-            delivered += len(members) * len(frames)
-            if getattr(codec, "joinable", False):
-                frames = [b"".join(frames)]
-            for sub in tuple(members):
-                for frame in frames:
-                    sub.write(frame)
-        self.deliveries += delivered
 
     def deliver_event(self, kind: str, channel: str, client: ClientInfo) -> None:
         """A join or leave event: to every live subscriber of `channel`, not stored."""
@@ -302,14 +288,7 @@ class Hub:
 
     def _fanout(self, state: ChannelState, pub: Publication) -> None:
         state.published += 1
-        delivered = 0
-        for codec, members in tuple(state.groups.items()):
-            frame = codec.pub_frame(pub)
-            if not frame:  # nothing of this publication is for these subscribers
-                continue
-            for sub in tuple(members):
-                sub.write(frame)
-            delivered += len(members)
+        delivered = self._write_live(state, (pub,))
         for buffer in state.catching_up.values():
             buffer.append(pub)
         if state.skipping:
@@ -320,6 +299,24 @@ class Hub:
                     self._add_live(state, sub)
                     delivered += 1
         self.deliveries += delivered
+
+    @staticmethod
+    def _write_live(state: ChannelState, run: Sequence[Publication]) -> int:
+        """Consecutive publications to the live subscribers, encoded once per codec (a
+        joinable codec's frames as one write); returns the deliveries made."""
+        delivered = 0
+        for codec, members in tuple(state.groups.items()):
+            # an empty frame: nothing of that publication is for these subscribers
+            frames = [frame for frame in map(codec.pub_frame, run) if frame]
+            if not frames:
+                continue
+            delivered += len(members) * len(frames)
+            if len(frames) > 1 and getattr(codec, "joinable", False):
+                frames = [b"".join(frames)]
+            for sub in tuple(members):
+                for frame in frames:
+                    sub.write(frame)
+        return delivered
 
     # ---- binary relay (voice) --------------------------------------------------------
 

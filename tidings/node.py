@@ -344,8 +344,8 @@ class Node:
         its commit ended in doubt, the next resync looks at `channels` (where it went)."""
         if committed.cancelled():
             return
-        if committed.exception() is not None:
-            if isinstance(committed.exception(), CommitUnknown):
+        if (error := committed.exception()) is not None:
+            if isinstance(error, CommitUnknown):
                 self._in_doubt |= channels
             return
         pub = committed.result()
