@@ -53,6 +53,11 @@ class Broker(ABC):
         self._on_reconnect: ReconnectHandler | None = None
         self._wanted: set[str] = set()  # channels the node wants, as of the latest call
         self._active: set[str] = set()  # channels the broker has confirmed
+        # channels asked for or dropped since the last round trip (settled ones too): a
+        # round compares these, not every channel, with the node has (thousands of `user:`
+        # channels, one per connection, made each connect cost as much as all the others)
+        self._to_add: set[str] = set()
+        self._to_drop: set[str] = set()
         self._sync_lock = asyncio.Lock()
         self.supervisor = Supervisor()  # runs the backend's readers, health checks, reconnects
         self.received = 0  # messages taken from the broker, for metrics and tests
@@ -95,6 +100,7 @@ class Broker(ABC):
         """
         if not resubscribed:
             self._active.clear()
+            self._to_add |= self._wanted
             await self._sync()
         if self._on_reconnect is not None:
             await self._on_reconnect()
@@ -109,11 +115,13 @@ class Broker(ABC):
         """Returns once the broker delivers `channel` to this node."""
         self._wanted.add(channel)
         if channel not in self._active or self._sync_lock.locked():
+            self._to_add.add(channel)
             await self._sync(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)
         if channel in self._active or self._sync_lock.locked():
+            self._to_drop.add(channel)
             await self._sync(channel)
 
     @property
@@ -141,8 +149,11 @@ class Broker(ABC):
                 return
             # Loop: a channel dropped during a round trip may be wanted again by its end.
             while True:
-                add = self._wanted - self._active
-                drop = self._active - self._wanted
+                wanted, active = self._wanted, self._active
+                add = {c for c in self._to_add if c in wanted and c not in active}
+                drop = {c for c in self._to_drop if c not in wanted and c in active}
+                self._to_add.clear()
+                self._to_drop.clear()
                 if not add and not drop:
                     return
                 if add:
