@@ -172,7 +172,7 @@ class WebSocket(asyncio.Protocol):
                 self.transport.resume_reading()
         self._worker = None
         if self._last_words is not None:
-            self._end(self._last_words)
+            asyncio.get_running_loop().call_soon(self._end, self._last_words)
         if self._lost:
             try:
                 await receiver.closed()
@@ -202,7 +202,8 @@ class WebSocket(asyncio.Protocol):
         to them come before the close frame, as the client sent them before its own."""
         self._close_sent = True  # nothing after this point is read
         if self._worker is None:
-            self._end(close_frame)
+            # after this tick's output (tidings.outbox flushes at the end of the tick)
+            asyncio.get_running_loop().call_soon(self._end, close_frame)
         else:
             self._last_words = close_frame
             if not self._paused:
@@ -210,6 +211,7 @@ class WebSocket(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _end(self, close_frame: bytes) -> None:
+        """Called soon after the last message was handled: its reply is written by then."""
         self._last_words = None
         self.write(close_frame)
         self.transport.close()  # the server drops TCP first (RFC 6455 7.1.1)
