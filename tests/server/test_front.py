@@ -53,3 +53,28 @@ async def test_another_protocols_websocket_is_handed_to_aiohttp(server):
     raw = await open_raw(server.port, "/connection/websocket")
     assert raw.status == 101
     assert len(server.runner.server.connections) == 1
+
+
+async def test_an_upgrade_on_a_kept_alive_connection_is_served_too(server):
+    """A proxy reusing its upstream connections sends the upgrade after API requests."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    writer.write(f"GET /health/live HTTP/1.1\r\n{host}\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    writer.write((f"GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    writer.write(client_frame(orjson.dumps({"id": 1, "connect": {"user": "alice"}})))
+    first, size = await asyncio.wait_for(reader.readexactly(2), 5)
+    reply = orjson.loads(await reader.readexactly(size & 0x7F if size & 0x7F < 126 else
+                                                   int.from_bytes(await reader.readexactly(2),
+                                                                  "big")))
+    assert reply["connect"]["user"] == "alice"
+    assert [s.user for s in server.node.sessions.values()] == ["alice"]
+    writer.close()

@@ -12,7 +12,8 @@ from aiohttp import web
 from tidings import __version__
 from tidings.node import Node
 from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
-from tidings.server.front import WEBSOCKETS, TidingsSite, WebSocketEndpoints
+from tidings.server.front import (WEBSOCKETS, TidingsSite, WebSocketEndpoints,
+                                   on_reused_connection)
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 
@@ -30,11 +31,14 @@ def make_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app[ORIGINS] = origins = OriginPolicy(node.settings)
-    # /ws is served by Tidings' own WebSocket layer; a request the front does not take as a
-    # WebSocket handshake reaches aiohttp's route, which says what is missing
+    # /ws is served by Tidings' own WebSocket layer (tidings.server.front); aiohttp's route
+    # takes an upgrade on a connection aiohttp already serves, and answers a request that
+    # is no handshake with what is missing
     app[WEBSOCKETS] = endpoints = WebSocketEndpoints(
         node.settings.security.handshake_timeout, {"/ws": native.NativeEndpoint(node, origins)})
-    app.add_routes([web.get("/ws", native.upgrade_required), *page.routes(), *api.routes()])
+    app.add_routes([*(web.get(path, on_reused_connection(endpoint))
+                      for path, endpoint in endpoints.paths.items()),
+                    *page.routes(), *api.routes()])
     stomp.setup(app)
     sockjs.setup(app)
     centrifugo.setup(app)

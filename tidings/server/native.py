@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-from aiohttp import web
-
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
@@ -17,8 +14,7 @@ from tidings.protocol.upgrade import UpgradeRequest
 from tidings.protocol.voice import VoiceFormatError
 from tidings.server import websocket
 from tidings.server.origin import OriginPolicy
-from tidings.server.wsserver import WebSocket
-from tidings.session import Session
+from tidings.session import Connection, Session
 from tidings.voice import VoiceInput
 
 log = logging.getLogger("tidings.native")
@@ -60,7 +56,7 @@ class NativeEndpoint:
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         return websocket.admit(self.node, self.origins, request.headers, address, "native")
 
-    def open(self, socket: WebSocket, peer: Peer) -> "NativeReceiver":
+    def open(self, socket: Connection, peer: Peer) -> "NativeReceiver":
         session = Session(self.node, socket, CODEC, peer)
         if self.node.draining:
             session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
@@ -94,15 +90,6 @@ class NativeReceiver:
 
     async def closed(self) -> None:
         await self.session.cleanup()
-
-
-async def upgrade_required(request: web.Request) -> web.StreamResponse:
-    """`/ws` reached aiohttp: the request was no WebSocket handshake Tidings accepts."""
-    body = orjson.dumps({"error": {"code": int(ErrorCode.BAD_REQUEST), "message":
-                        "a WebSocket handshake is required (GET, HTTP/1.1, Upgrade: websocket, "
-                        "Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"}}).decode()
-    return web.Response(status=426, text=body, content_type="application/json",
-                        headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
 
 
 async def _on_text(session: Session, text: str) -> bool:
