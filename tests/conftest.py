@@ -24,6 +24,7 @@ from tests.private import PrivateServer, free_port
 from tidings.config import load_settings
 from tidings.node import Node
 from tidings.server.app import make_app
+from tidings.server.front import TidingsSite
 
 # The suite shares a loaded machine: how fast hypothesis can draw inputs or run one example
 # says nothing about the code. Bounds that matter are asserted by the tests themselves.
@@ -145,7 +146,7 @@ async def running_node(settings) -> AsyncIterator[Server]:
     runner = web.AppRunner(make_app(node), handle_signals=False, access_log=None,
                            shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", settings.port)
+    site = TidingsSite(runner, "127.0.0.1", settings.port)
     await site.start()
     try:
         yield Server(node, runner, settings.port)

@@ -17,6 +17,7 @@ from tidings import __version__
 from tidings.errors import CloseCode, ErrorCode
 from tidings.node import Node
 from tidings.server.app import make_app
+from tidings.server.front import TidingsSite
 
 
 async def _call(base, method: str, path: str, *, headers=None, **kwargs):
@@ -286,7 +287,7 @@ async def _node_bound_to(address: str, settings):
     runner = web.AppRunner(make_app(Node(settings)), handle_signals=False, access_log=None,
                            shutdown_timeout=1)
     await runner.setup()
-    await web.TCPSite(runner, address, settings.port).start()
+    await TidingsSite(runner, address, settings.port).start()
     try:
         yield f"http://{address}:{settings.port}"
     finally:

@@ -12,6 +12,8 @@ from aiohttp import web
 from tidings import __version__
 from tidings.node import Node
 from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
+from tidings.server.front import (WEBSOCKETS, TidingsSite, WebSocketEndpoints,
+                                   on_reused_connection)
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 
@@ -28,8 +30,15 @@ def make_app(node: Node) -> web.Application:
         handler_args={"keepalive_timeout": node.settings.security.handshake_timeout},
     )
     app[NODE] = node
-    app[ORIGINS] = OriginPolicy(node.settings)
-    app.add_routes([web.get("/ws", native.handle), *page.routes(), *api.routes()])
+    app[ORIGINS] = origins = OriginPolicy(node.settings)
+    # /ws is served by Tidings' own WebSocket layer (tidings.server.front); aiohttp's route
+    # takes an upgrade on a connection aiohttp already serves, and answers a request that
+    # is no handshake with what is missing
+    app[WEBSOCKETS] = endpoints = WebSocketEndpoints(
+        node.settings.security.handshake_timeout, {"/ws": native.NativeEndpoint(node, origins)})
+    app.add_routes([*(web.get(path, on_reused_connection(endpoint))
+                      for path, endpoint in endpoints.paths.items()),
+                    *page.routes(), *api.routes()])
     stomp.setup(app)
     sockjs.setup(app)
     centrifugo.setup(app)
@@ -41,8 +50,12 @@ def make_app(node: Node) -> web.Application:
     async def stop(app: web.Application) -> None:
         await node.stop()
 
+    async def close_sockets(app: web.Application) -> None:
+        await endpoints.close_remaining()
+
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
+    app.on_cleanup.append(close_sockets)
     return app
 
 
@@ -52,7 +65,7 @@ async def serve(node: Node, *, reuse_port: bool = False) -> None:
     runner = web.AppRunner(make_app(node), handle_signals=False, access_log=None,
                            shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port,
+    site = TidingsSite(runner, settings.host, settings.port, reuse_port=reuse_port,
                        backlog=4096)
     await site.start()
     # Everything made so far (modules, settings, the app) lives as long as the process:

@@ -1,21 +1,20 @@
-"""The native protocol's WebSocket endpoint (`/ws`): frames in, session calls, replies out."""
+"""The native protocol's WebSocket endpoint (`/ws`): messages in, session calls, replies out."""
 
 from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
-
-from tidings.config import Settings
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
-from tidings.server.keys import NODE
+from tidings.node import Node
+from tidings.peer import Peer
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
-from tidings.server import websocket
-from tidings.server.connection import WebSocketConnection
+from tidings.protocol.upgrade import UpgradeRequest
 from tidings.protocol.voice import VoiceFormatError
-from tidings.session import Session
+from tidings.server import websocket
+from tidings.server.origin import OriginPolicy
+from tidings.session import Connection, Session
 from tidings.voice import VoiceInput
 
 log = logging.getLogger("tidings.native")
@@ -46,40 +45,51 @@ PONG_TEXT = wsframe.text(b"pong")
 CODEC = NativeCodec()
 
 
-def socket_options(settings: Settings) -> dict:
-    """How /ws sets up aiohttp's WebSocket (the Autobahn run in tests uses the same)."""
-    # autoping off: a WebSocket-level ping must reach the loop below to count as life.
-    # aiohttp refuses a message of max_msg_size bytes or more, hence the + 1.
-    return {"compress": False, "autoping": False, "max_msg_size": settings.max_frame_bytes + 1}
+class NativeEndpoint:
+    """`/ws` on Tidings' own WebSocket layer (tidings.server.front)."""
+
+    def __init__(self, node: Node, origins: OriginPolicy):
+        self.node, self.origins = node, origins
+        # a text message of exactly max_frame_bytes is allowed, one byte more is not
+        self.max_message_bytes = node.settings.max_frame_bytes
+
+    def admit(self, request: UpgradeRequest, address: str) -> Peer:
+        return websocket.admit(self.node, self.origins, request.headers, address, "native")
+
+    def open(self, socket: Connection, peer: Peer) -> "NativeReceiver":
+        session = Session(self.node, socket, CODEC, peer)
+        if self.node.draining:
+            session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
+        return NativeReceiver(session)
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    node = request.app[NODE]
-    ws, peer = await websocket.accept(request, node, "native", **socket_options(node.settings))
-    session = Session(node, WebSocketConnection(ws, request.transport), CODEC, peer)
-    if node.draining:
-        session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
-    errors = 0
-    voice: VoiceInput | None = None  # made on the first voice frame: most connections send none
-    try:
-        async for msg in ws:
-            session.seen()
-            if msg.type == WSMsgType.TEXT:
-                ok = await _on_text(session, msg.data)
-                errors = 0 if ok else errors + 1
-                if errors >= MAX_ERRORS:
-                    session.close(CloseCode.TOO_MANY_ERRORS, "too many bad commands")
-            elif msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                if voice is None:
-                    voice = _voice_input(session)
-                _on_binary(session, voice, msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        await session.cleanup()
-    return ws
+class NativeReceiver:
+    """One native connection's messages: text frames are commands, binary ones voice."""
+
+    __slots__ = ("session", "_errors", "_voice")
+
+    def __init__(self, session: Session):
+        self.session = session
+        self._errors = 0  # bad commands in a row
+        self._voice: VoiceInput | None = None  # made on the first voice frame: most send none
+
+    def seen(self) -> None:
+        self.session.seen()
+
+    async def receive(self, message: str | bytes) -> None:
+        session = self.session
+        if isinstance(message, str):
+            ok = await _on_text(session, message)
+            self._errors = 0 if ok else self._errors + 1
+            if self._errors >= MAX_ERRORS:
+                session.close(CloseCode.TOO_MANY_ERRORS, "too many bad commands")
+        else:
+            if self._voice is None:
+                self._voice = _voice_input(session)
+            _on_binary(session, self._voice, message)
+
+    async def closed(self) -> None:
+        await self.session.cleanup()
 
 
 async def _on_text(session: Session, text: str) -> bool:

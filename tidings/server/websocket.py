@@ -17,7 +17,7 @@ Refusals are answered `{"error": {"code": C, "message": "..."}}` and counted in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import orjson
@@ -29,6 +29,7 @@ from tidings.node import Node
 from tidings.peer import Peer
 from tidings.protocol.wscheck import ClientFrameCheck
 from tidings.server.keys import ORIGINS
+from tidings.server.origin import OriginPolicy
 from tidings.session import Session
 
 
@@ -76,37 +77,59 @@ class StrictWebSocketResponse(web.WebSocketResponse):
             checked.feed_data(early)
 
 
-def _refuse(node: Node, reason: str, status: int, code: ErrorCode, message: str) -> web.HTTPException:
-    node.metrics.count(node.metrics.refused, reason)
-    cls = {403: web.HTTPForbidden, 429: web.HTTPTooManyRequests,
-           503: web.HTTPServiceUnavailable}[status]
-    body = orjson.dumps({"error": {"code": int(code), "message": message}}).decode()
-    return cls(text=body, content_type="application/json",
-               headers={"Retry-After": "1"} if status != 403 else None)
+class HandshakeRefused(Exception):
+    """A connection turned away before its upgrade, with the HTTP answer it gets."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"code": int(self.code), "message": self.message}})
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.status == 403 else {"Retry-After": "1"}
+
+    def http_exception(self) -> web.HTTPException:
+        cls = {403: web.HTTPForbidden, 429: web.HTTPTooManyRequests,
+               503: web.HTTPServiceUnavailable}[self.status]
+        return cls(text=self.body().decode(), content_type="application/json",
+                   headers=self.headers() or None)
+
+
+def admit(node: Node, origins: OriginPolicy, headers: Mapping[str, str], address: str,
+          protocol: str, transport: str = "websocket") -> Peer:
+    """Check the Origin and take a place under the caps (raising HandshakeRefused).
+
+    What every endpoint that opens a session asks first, whichever server read the
+    handshake; a SockJS endpoint asks it for a new session on any of its transports
+    (`transport` names which, for the proxy hooks).
+    """
+    refusal = origins.refusal(headers.get("Origin"), headers.get("Host"))
+    if refusal is not None:
+        node.metrics.count(node.metrics.refused, "origin")
+        raise HandshakeRefused(403, ErrorCode.PERMISSION_DENIED, refusal)
+    try:
+        admission = node.caps.admit(address)
+    except Refusal as refusal:
+        node.metrics.count(node.metrics.refused, refusal.reason)
+        raise HandshakeRefused(refusal.status, ErrorCode.LIMIT_EXCEEDED,
+                               refusal.message) from None
+    proxy = node.settings.security.proxy
+    kept = {}
+    if proxy.connect_url or proxy.subscribe_url or proxy.publish_url:  # kept only for them
+        kept = {name: headers[name] for name in proxy.headers if name in headers}
+    return Peer(address, kept, transport=transport, protocol=protocol, admission=admission)
 
 
 def peer_of(request: web.Request, node: Node, protocol: str,
             transport: str = "websocket") -> Peer:
-    """Check the Origin and take a place under the caps (raising the HTTP refusal).
-
-    What every endpoint that opens a session asks first; a SockJS endpoint asks it for a
-    new session on any of its transports (`transport` names which, for the proxy hooks).
-    """
-    refusal = request.app[ORIGINS].refusal_for(request)
-    if refusal is not None:
-        raise _refuse(node, "origin", 403, ErrorCode.PERMISSION_DENIED, refusal)
-    address = request.remote or ""
+    """`admit` for a request aiohttp read (raising the HTTP refusal)."""
     try:
-        admission = node.caps.admit(address)
-    except Refusal as refusal:
-        raise _refuse(node, refusal.reason, refusal.status, ErrorCode.LIMIT_EXCEEDED,
-                      refusal.message) from None
-    proxy = node.settings.security.proxy
-    headers = {}
-    if proxy.connect_url or proxy.subscribe_url or proxy.publish_url:  # kept only for them
-        headers = {name: request.headers[name] for name in proxy.headers
-                   if name in request.headers}
-    return Peer(address, headers, transport=transport, protocol=protocol, admission=admission)
+        return admit(node, request.app[ORIGINS], request.headers, request.remote or "",
+                     protocol, transport)
+    except HandshakeRefused as refused:
+        raise refused.http_exception() from None
 
 
 async def accept(request: web.Request, node: Node, protocol: str,
