@@ -278,7 +278,8 @@ class Node:
         else:
             pub = Publication(channel.name, 0, "", data, now_ms(), source, sender)
         self.hub.deliver(pub)
-        await self._to_broker(channel.name, PUBLICATION, pub.to_dict())
+        if self.broker.shared:  # the in-process broker would drop it: no envelope to build
+            await self._to_broker(channel.name, PUBLICATION, pub.to_dict())
         self.metrics.count(self.metrics.published, channel.namespace)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return pub
