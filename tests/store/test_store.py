@@ -664,3 +664,41 @@ async def test_each_committed_batch_is_told_before_its_waiters_resume(store):
     assert told == [[1, 2, 3, 4, 5]] and resumed == [1] * 5
     store.on_commit = lambda pubs: 1 / 0  # a broken listener does not fail the commit
     assert (await store.append("room:told", b"y", retention=KEEP)).offset == 6
+
+
+# ---- a commit that fails in an unforeseen way ----------------------------------------------
+
+
+async def test_an_unexpected_error_in_a_commit_is_an_unknown_outcome_not_a_refusal(tmp_path):
+    async with running(f"sqlite:///{tmp_path / 'store.db'}") as (store,):
+        async def commit_then_fail(batch):
+            raise RuntimeError("after the COMMIT, for all anyone knows")
+
+        store._commit = commit_then_fail
+        with pytest.raises(CommitUnknown, match="unexpectedly"):
+            await store.append("room:x", b"1", retention=KEEP)
+
+
+async def test_postgres_a_connection_that_cannot_go_back_after_a_commit_fails_nothing(pg_url):
+    class ReleaseFails:
+        """The store's pool, whose connections fail to go back once used."""
+
+        def __init__(self, pool):
+            self.pool = pool
+
+        def __getattr__(self, name):
+            return getattr(self.pool, name)
+
+        async def release(self, conn, *args, **kwargs):
+            await self.pool.release(conn, *args, **kwargs)
+            raise asyncpg.InterfaceError("cannot release: the backend was terminated")
+
+    async with running(pg_url) as (store,):
+        pool = store._pool
+        store._pool = ReleaseFails(pool)
+        try:
+            pub = await store.append("room:kept", b"1", retention=KEEP)
+        finally:
+            store._pool = pool
+        page = await store.history("room:kept", limit=10)
+        assert [p.data for p in page.publications] == [b"1"] and pub.offset == 1

@@ -503,7 +503,10 @@ class Store(ABC):
             try:
                 pubs = await self._commit(batch)
             except Exception as exc:  # the whole batch failed: every waiter hears why
-                error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                # A backend says "not stored" with a StoreError of its own; anything else
+                # may have come after the COMMIT went through: nobody is told "not stored".
+                error = exc if isinstance(exc, StoreError) else CommitUnknown(
+                    f"commit failed unexpectedly: {exc!r}")
                 self.last_failure = str(error)
                 for request in batch:
                     if not request.future.done():

@@ -25,6 +25,7 @@ with StoreError; the pool replaces the connection on the next call.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 from collections import defaultdict
@@ -58,6 +59,8 @@ from tidings.store.base import (
 
 SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x7469_6469  # advisory lock id: "tidi"
+log = logging.getLogger("tidings.store")
+
 COMMAND_TIMEOUT = 30.0  # seconds: a database that stops answering fails the call, not hangs
 LOCK_TIMEOUT = "10s"  # a statement waiting longer on a lock fails: its batch is known unstored
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -372,23 +375,39 @@ class PostgresStore(Store):
         results: list[Publication | Duplicate | None] = [None] * len(batch)
         repeats = repeats_in_batch(batch)
         keyed = [i for i, r in enumerate(batch) if r.idempotency is not None and i not in repeats]
+        pool = self._pool_or_fail()
         with _failures("appending", CommitUnknown):
-            async with self._pool_or_fail().acquire() as conn, conn.transaction():
-                if keyed:
-                    await self._claim_keys(conn, batch, keyed, results)
-                fresh = [i for i in range(len(batch)) if results[i] is None and i not in repeats]
-                if fresh:
-                    await self._append(conn, batch, fresh, results)
-                placed = [i for i in keyed if isinstance(results[i], Publication)]
-                if placed:
-                    pubs = [results[i] for i in placed]
-                    await conn.execute(
-                        PLACE_KEYS, [batch[i].idempotency.key for i in placed],
-                        [p.channel for p in pubs], [p.offset for p in pubs],
-                        [p.epoch for p in pubs], [p.time for p in pubs],
-                    )
+            conn = await pool.acquire()
+        try:
+            with _failures("appending", CommitUnknown):
+                async with conn.transaction():
+                    await self._write_batch(conn, batch, keyed, repeats, results)
+        finally:
+            # Once COMMIT has answered, the batch is stored: a failure to hand the connection
+            # back (its backend terminated just after) must not tell publishers otherwise.
+            try:
+                await pool.release(conn)
+            except Exception as exc:
+                log.warning("postgresql: a connection could not go back to the pool: %s", exc)
         resolve_repeats(results, repeats)
         return results  # type: ignore[return-value]
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: list[AppendRequest],
+                           keyed: list[int], repeats: dict[int, int], results: list) -> None:
+        """The statements of one commit, inside its transaction."""
+        if keyed:
+            await self._claim_keys(conn, batch, keyed, results)
+        fresh = [i for i in range(len(batch)) if results[i] is None and i not in repeats]
+        if fresh:
+            await self._append(conn, batch, fresh, results)
+        placed = [i for i in keyed if isinstance(results[i], Publication)]
+        if placed:
+            pubs = [results[i] for i in placed]
+            await conn.execute(
+                PLACE_KEYS, [batch[i].idempotency.key for i in placed],
+                [p.channel for p in pubs], [p.offset for p in pubs],
+                [p.epoch for p in pubs], [p.time for p in pubs],
+            )
 
     async def _claim_keys(self, conn: asyncpg.Connection, batch: list[AppendRequest],
                           keyed: list[int], results: list) -> None:
