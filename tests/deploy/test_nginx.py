@@ -79,7 +79,7 @@ def test_the_shipped_file_passes_nginx_t(tmp_path):
     assert "test is successful" in result.stderr
 
 
-def test_every_websocket_path_is_upgraded_and_sockjs_sticks_to_its_node():
+def test_every_websocket_path_is_upgraded_on_its_own_connection_and_sockjs_sticks():
     text = SITE.read_text()
     websocket = re.search(r"location ~ \^/\(([^)]*)\)\$ \{(.*?)\n    \}", text, re.S)
     assert websocket and set(websocket.group(1).split("|")) == {"ws", "stomp",
@@ -90,6 +90,10 @@ def test_every_websocket_path_is_upgraded_and_sockjs_sticks_to_its_node():
         assert "proxy_set_header Connection $connection_upgrade;" in block
     assert "proxy_pass http://tidings_sockjs;" in sockjs.group(1)
     assert "hash $sockjs_session consistent;" in text
+    # each upgrade on a connection of its own, so the node serves it on its light layer
+    assert "proxy_pass http://tidings_ws;" in websocket.group(2)
+    upstream = re.search(r"upstream tidings_ws \{(.*?)\}", text, re.S)
+    assert upstream and "keepalive" not in upstream.group(1)
 
 
 @contextlib.contextmanager
