@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
+from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp, websocket
 from tidings.server.front import WEBSOCKETS, TidingsSite, WebSocketEndpoints
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
@@ -30,13 +30,12 @@ def make_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app[ORIGINS] = origins = OriginPolicy(node.settings)
-    # /ws is served by Tidings' own WebSocket layer; a request the front does not take as a
-    # WebSocket handshake reaches aiohttp's route, which says what is missing
+    # every WebSocket endpoint is served by Tidings' own WebSocket layer; a request the front
+    # does not take as a WebSocket handshake reaches aiohttp's route, which says what is missing
     app[WEBSOCKETS] = endpoints = WebSocketEndpoints(
         node.settings.security.handshake_timeout, {"/ws": native.NativeEndpoint(node, origins)})
-    app.add_routes([web.get("/ws", native.upgrade_required), *page.routes(), *api.routes()])
-    stomp.setup(app)
-    sockjs.setup(app)
+    app.add_routes([web.get("/ws", websocket.upgrade_required), *page.routes(), *api.routes()])
+    sockjs.setup(app, stomp.setup(app))
     centrifugo.setup(app)
     admin.setup(app)
 

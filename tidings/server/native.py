@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-from aiohttp import web
-
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
 from tidings.node import Node
@@ -52,6 +49,8 @@ CODEC = NativeCodec()
 class NativeEndpoint:
     """`/ws` on Tidings' own WebSocket layer (tidings.server.front)."""
 
+    subprotocols = ()
+
     def __init__(self, node: Node, origins: OriginPolicy):
         self.node, self.origins = node, origins
         # a text message of exactly max_frame_bytes is allowed, one byte more is not
@@ -60,10 +59,10 @@ class NativeEndpoint:
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         return websocket.admit(self.node, self.origins, request.headers, address, "native")
 
-    def open(self, socket: WebSocket, peer: Peer) -> "NativeReceiver":
+    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> "NativeReceiver":
         session = Session(self.node, socket, CODEC, peer)
-        if self.node.draining:
-            session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
+        websocket.send_away_if_draining(session)
         return NativeReceiver(session)
 
 
@@ -94,15 +93,6 @@ class NativeReceiver:
 
     async def closed(self) -> None:
         await self.session.cleanup()
-
-
-async def upgrade_required(request: web.Request) -> web.StreamResponse:
-    """`/ws` reached aiohttp: the request was no WebSocket handshake Tidings accepts."""
-    body = orjson.dumps({"error": {"code": int(ErrorCode.BAD_REQUEST), "message":
-                        "a WebSocket handshake is required (GET, HTTP/1.1, Upgrade: websocket, "
-                        "Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"}}).decode()
-    return web.Response(status=426, text=body, content_type="application/json",
-                        headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
 
 
 async def _on_text(session: Session, text: str) -> bool:
