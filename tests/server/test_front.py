@@ -1,4 +1,4 @@
-"""One port for everything: the front keeps /ws upgrades and hands the rest to aiohttp."""
+"""One port for everything: the front keeps WebSocket upgrades and hands the rest to aiohttp."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import asyncio
 import aiohttp
 import orjson
 
+import pytest
+
 from tests.wsraw import TEXT, client_frame, open_raw
+
+STOMP_CONNECT = b"CONNECT\naccept-version:1.2\nhost:/\nlogin:alice\n\n\x00"
 
 
 async def test_a_ws_socket_holds_no_aiohttp_request_handler(server):
@@ -49,7 +53,59 @@ async def test_a_handshake_sent_a_byte_at_a_time_is_still_upgraded(server):
     writer.close()
 
 
-async def test_another_protocols_websocket_is_handed_to_aiohttp(server):
-    raw = await open_raw(server.port, "/connection/websocket")
+async def test_a_stomp_socket_holds_no_aiohttp_request_handler(server):
+    raw = await open_raw(server.port, "/stomp", {"Sec-WebSocket-Protocol": "v12.stomp"})
     assert raw.status == 101
-    assert len(server.runner.server.connections) == 1
+    raw.send(client_frame(STOMP_CONNECT))
+    opcode, frame = await raw.frame()
+    assert opcode == TEXT and frame.startswith(b"CONNECTED\n")
+    assert len(server.runner.server.connections) == 0  # aiohttp never saw this connection
+
+
+@pytest.mark.parametrize("path", ["/connection/websocket", "/sockjs/websocket",
+                                  "/sockjs/000/abcdefgh/websocket"])
+async def test_every_other_websocket_endpoint_is_kept_by_the_front_too(server, path):
+    raw = await open_raw(server.port, path)
+    assert raw.status == 101
+    assert len(server.runner.server.connections) == 0
+
+
+@pytest.mark.parametrize("offered, chosen", [
+    ("v10.stomp, v12.stomp", "v10.stomp"),  # the client's first supported choice
+    ("mqtt, v11.stomp", "v11.stomp"),
+])
+async def test_stomp_names_the_first_offered_subprotocol_it_supports(server, offered, chosen):
+    raw = await open_raw(server.port, "/stomp", {"Sec-WebSocket-Protocol": offered})
+    assert raw.status == 101
+    assert f"sec-websocket-protocol: {chosen}\r\n" in raw.head.lower()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-WebSocket-Protocol": "mqtt"}])
+async def test_stomp_without_a_supported_subprotocol_names_none_and_still_speaks(server,
+                                                                                 headers):
+    raw = await open_raw(server.port, "/stomp", headers)
+    assert raw.status == 101
+    assert "sec-websocket-protocol" not in raw.head.lower()
+    raw.send(client_frame(STOMP_CONNECT))
+    _, frame = await raw.frame()
+    assert frame.startswith(b"CONNECTED\n")
+
+
+async def test_centrifugo_names_its_protobuf_subprotocol_when_offered(server):
+    raw = await open_raw(server.port, "/connection/websocket",
+                         {"Sec-WebSocket-Protocol": "centrifuge-protobuf"})
+    assert "sec-websocket-protocol: centrifuge-protobuf\r\n" in raw.head.lower()
+
+
+@pytest.mark.parametrize("path", ["/stomp", "/connection/websocket", "/sockjs/websocket",
+                                  "/sockjs/000/abcdefgh/websocket"])
+async def test_a_get_of_a_websocket_path_that_is_no_handshake_gets_426(server, path):
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}{path}") as resp:
+        assert resp.status == 426
+        assert resp.headers["Upgrade"] == "websocket"
+
+
+@pytest.mark.parametrize("path", ["/sockjs/000/a.b/websocket", "/sockjs/0.0/abc/websocket"])
+async def test_a_sockjs_websocket_path_with_a_bad_session_id_is_aiohttps_404(server, path):
+    raw = await open_raw(server.port, path)
+    assert raw.status == 404
