@@ -125,3 +125,58 @@ def test_writing_to_a_reset_connection_under_uvloop_is_harmless():
 
     uvloop.run(scenario())
     assert outcome["error"] is None
+
+
+def test_writing_to_a_reset_aiohttp_connection_under_uvloop_is_harmless():
+    """aiohttp's WebSocket (an upgrade on a reused connection): the same, deterministic."""
+    import uvloop
+    from aiohttp import web
+
+    from tidings.server.connection import WebSocketConnection
+
+    outcome: dict = {}
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        conn = WebSocketConnection(ws, request.transport)
+        while not conn.transport.is_closing():
+            await asyncio.sleep(0.01)
+        try:
+            conn.write(b"frame")
+            conn.writelines([b"a", b"b"])
+            conn.close(4006, "node shutting down")
+            await conn.closing
+            outcome["error"] = None
+        except Exception as exc:  # what the test is about
+            outcome["error"] = exc
+        return ws
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/ws", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
+            _reset(ws)
+            for _ in range(200):
+                if "error" in outcome:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await runner.cleanup()
+
+    uvloop.run(scenario())
+    assert outcome == {"error": None}
+
+
+def test_a_connection_whose_transport_vanished_during_the_handshake_is_closed():
+    from tidings.server.connection import WebSocketConnection
+
+    conn = WebSocketConnection(None, None)
+    conn.write(b"x")
+    conn.writelines([b"x"])
+    assert conn.buffered() == 0 and conn.transport.is_closing()

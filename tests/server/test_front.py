@@ -109,3 +109,66 @@ async def test_a_get_of_a_websocket_path_that_is_no_handshake_gets_426(server, p
 async def test_a_sockjs_websocket_path_with_a_bad_session_id_is_aiohttps_404(server, path):
     raw = await open_raw(server.port, path)
     assert raw.status == 404
+
+
+async def _kept_alive(port: int, path: str, headers: str = ""):
+    """A connection that served an API request, then sends an upgrade (as a proxy reusing
+    its upstream connections does); the reader, the writer and the response head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    host = f"Host: 127.0.0.1:{port}\r\n"
+    writer.write(f"GET /health/live HTTP/1.1\r\n{host}\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    writer.write((f"GET {path} HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{headers}\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return reader, writer, head
+
+
+async def _small_frame(reader: asyncio.StreamReader) -> bytes:
+    _, size = await asyncio.wait_for(reader.readexactly(2), 5)
+    size &= 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    return await reader.readexactly(size)
+
+
+async def test_an_upgrade_on_a_kept_alive_connection_is_served_too(server):
+    reader, writer, head = await _kept_alive(server.port, "/ws")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    writer.write(client_frame(orjson.dumps({"id": 1, "connect": {"user": "alice"}})))
+    reply = orjson.loads(await _small_frame(reader))
+    assert reply["connect"]["user"] == "alice"
+    assert [s.user for s in server.node.sessions.values()] == ["alice"]
+    writer.close()
+
+
+async def test_stomp_on_a_kept_alive_connection_negotiates_and_reads_the_url_the_same(server):
+    reader, writer, head = await _kept_alive(server.port, "/stomp?user=b%2Bob",
+                                             "Sec-WebSocket-Protocol: mqtt, v11.stomp\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"sec-websocket-protocol: v11.stomp\r\n" in head.lower()
+    writer.write(client_frame(b"CONNECT\naccept-version:1.2\n\n\x00"))
+    assert (await _small_frame(reader)).startswith(b"CONNECTED\n")
+    assert [s.user for s in server.node.sessions.values()] == ["b+ob"]
+    writer.close()
+
+
+@pytest.mark.parametrize("path", ["/connection/websocket", "/sockjs/websocket",
+                                  "/sockjs/000/abcdefgh/websocket"])
+async def test_every_endpoint_upgrades_on_a_kept_alive_connection(server, path):
+    reader, writer, head = await _kept_alive(server.port, path)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    if path.endswith("abcdefgh/websocket"):
+        assert await _small_frame(reader) == b"o"  # SockJS' open frame, as on the front
+    writer.close()
+
+
+async def test_a_bad_sockjs_session_id_on_a_kept_alive_connection_is_404(server):
+    _, writer, head = await _kept_alive(server.port, "/sockjs/000/a.b/websocket")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    writer.close()

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from tidings import __version__
 from tidings.node import Node
-from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp, websocket
-from tidings.server.front import WEBSOCKETS, TidingsSite, WebSocketEndpoints
+from tidings.server import admin, api, centrifugo, native, page, sockjs, stomp
+from tidings.server.front import (WEBSOCKETS, TidingsSite, WebSocketEndpoints,
+                                   on_reused_connection)
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 
@@ -30,11 +31,14 @@ def make_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app[ORIGINS] = origins = OriginPolicy(node.settings)
-    # every WebSocket endpoint is served by Tidings' own WebSocket layer; a request the front
-    # does not take as a WebSocket handshake reaches aiohttp's route, which says what is missing
+    # every WebSocket endpoint is served by Tidings' own WebSocket layer (tidings.server.front);
+    # aiohttp's route for its path takes an upgrade on a connection aiohttp already serves,
+    # and answers a request that is no handshake with what is missing
+    native_endpoint = native.NativeEndpoint(node, origins)
     app[WEBSOCKETS] = endpoints = WebSocketEndpoints(
-        node.settings.security.handshake_timeout, {"/ws": native.NativeEndpoint(node, origins)})
-    app.add_routes([web.get("/ws", websocket.upgrade_required), *page.routes(), *api.routes()])
+        node.settings.security.handshake_timeout, {"/ws": native_endpoint})
+    app.add_routes([web.get("/ws", on_reused_connection(native_endpoint)), *page.routes(),
+                    *api.routes()])
     sockjs.setup(app, stomp.setup(app))
     centrifugo.setup(app)
     admin.setup(app)

@@ -16,10 +16,10 @@ from tidings.protocol import centrifugo as cf
 from tidings.protocol.upgrade import UpgradeRequest
 from tidings.server import centrifugo_api, websocket
 from tidings.server.centrifugo_connection import CentrifugoConnection
-from tidings.server.front import WEBSOCKETS
+from tidings.server.front import WEBSOCKETS, on_reused_connection
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
-from tidings.server.wsserver import WebSocket
+from tidings.session import Connection
 
 PATH = "/connection/websocket"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
@@ -39,7 +39,7 @@ class CentrifugoEndpoint:
         return websocket.admit(self.node, self.origins, request.headers, address,
                                "centrifugo")
 
-    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> CentrifugoConnection:
         params = request.params()
         protobuf = subprotocol == PROTOBUF_SUBPROTOCOL or params.get("format") == "protobuf"
@@ -50,5 +50,5 @@ class CentrifugoEndpoint:
 
 
 def setup(app: web.Application) -> None:
-    app[WEBSOCKETS].paths[PATH] = CentrifugoEndpoint(app[NODE], app[ORIGINS])
-    app.add_routes([web.get(PATH, websocket.upgrade_required), *centrifugo_api.routes()])
+    app[WEBSOCKETS].paths[PATH] = endpoint = CentrifugoEndpoint(app[NODE], app[ORIGINS])
+    app.add_routes([web.get(PATH, on_reused_connection(endpoint)), *centrifugo_api.routes()])

@@ -2,28 +2,42 @@
 
 One port serves the page, the server API, SockJS and every WebSocket endpoint. The front
 reads a connection's first request head: a well-formed upgrade to an endpoint Tidings serves
-itself (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket transport) is answered here and the socket goes to Tidings' own WebSocket layer
-(tidings.server.wsserver), which costs a fraction of aiohttp's memory per idle connection;
+itself (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket transport) is answered
+here and the socket goes to Tidings' own WebSocket layer (tidings.server.wsserver), which costs a fraction of aiohttp's memory per idle connection;
 every other connection is handed, with the bytes read so far, to aiohttp's request handler,
 exactly as if aiohttp had accepted it. A plain request is handed over as soon as its request
 line shows it is not for such an endpoint, so the API pays one look at the first line.
+
+A proxy that keeps its upstream connections alive (nginx with `keepalive`, most load
+balancers) may send an upgrade on a connection that already carried API requests, which
+aiohttp serves by then: aiohttp's route for the endpoint's path (`on_reused_connection`)
+serves that socket with aiohttp's WebSocket, feeding the same receiver, so the client sees
+no difference; only its memory is aiohttp's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiohttp import web
+import orjson
+from aiohttp import WSMsgType, web
 
+from tidings.errors import ErrorCode
 from tidings.peer import Peer
 from tidings.protocol.upgrade import (HEAD_END, MAX_HEAD_BYTES, UpgradeRequest, http_response,
                                       negotiate_subprotocol, parse_upgrade, request_path,
                                       switching_protocols)
-from tidings.server.websocket import HandshakeRefused
+from tidings.server.connection import WebSocketConnection
+from tidings.server.websocket import HandshakeRefused, StrictWebSocketResponse
 from tidings.server.wsserver import Receiver, WebSocket
+from tidings.session import Connection
+
+log = logging.getLogger("tidings.server")
 
 CLEANUP_GRACE = 2.0  # seconds the sockets still open when the server stops get to finish
 
@@ -37,9 +51,10 @@ class Endpoint(Protocol):
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         """The peer for this handshake, or HandshakeRefused (answered with its HTTP status)."""
 
-    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> Receiver:
-        """After the 101 (which named `subprotocol`): what the socket's messages go to."""
+        """After the 101 (which named `subprotocol`): what the socket's messages go to (the
+        socket is Tidings' own, or aiohttp's on a reused connection)."""
 
 
 @dataclass(eq=False)
@@ -166,3 +181,58 @@ class TidingsSite(web.BaseSite):
         self._server = await asyncio.get_running_loop().create_server(
             lambda: FrontProtocol(self._endpoints, http), self._host, self._port,
             backlog=self._backlog, reuse_address=True, reuse_port=self._reuse_port)
+
+
+def on_reused_connection(endpoint: Endpoint) -> Callable[[web.Request],
+                                                         Awaitable[web.StreamResponse]]:
+    """aiohttp's handler for an endpoint's path: an upgrade on a connection aiohttp serves.
+
+    Anything that is no WebSocket handshake gets 426 with what is missing.
+    """
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ws = StrictWebSocketResponse(compress=False, autoping=False,
+                                     protocols=endpoint.subprotocols,
+                                     max_msg_size=endpoint.max_message_bytes + 1)
+        if not ws.can_prepare(request).ok:
+            return upgrade_required()
+        upgrade = UpgradeRequest(request.path, request.rel_url.raw_query_string,
+                                 request.headers, request.headers.get("Sec-WebSocket-Key", ""),
+                                 b"")
+        try:
+            peer = endpoint.admit(upgrade, request.remote or "")
+        except HandshakeRefused as refused:
+            raise refused.http_exception() from None
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            peer.leave()
+            raise
+        # aiohttp chose the subprotocol as negotiate_subprotocol does (the client's first)
+        receiver = endpoint.open(WebSocketConnection(ws, request.transport), peer, upgrade,
+                                 ws.ws_protocol)
+        try:
+            async for msg in ws:
+                receiver.seen()
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    try:
+                        await receiver.receive(msg.data)
+                    except Exception:
+                        log.exception("a message could not be handled")
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            await receiver.closed()
+        return ws
+
+    return handle
+
+
+def upgrade_required() -> web.Response:
+    """426 with what is missing: a request to a WebSocket path that is no handshake."""
+    body = orjson.dumps({"error": {"code": int(ErrorCode.BAD_REQUEST), "message":
+                        "a WebSocket handshake is required (GET, HTTP/1.1, Upgrade: websocket, "
+                        "Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"}}).decode()
+    return web.Response(status=426, text=body, content_type="application/json",
+                        headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})

@@ -14,8 +14,7 @@ from tidings.protocol.upgrade import UpgradeRequest
 from tidings.protocol.voice import VoiceFormatError
 from tidings.server import websocket
 from tidings.server.origin import OriginPolicy
-from tidings.server.wsserver import WebSocket
-from tidings.session import Session
+from tidings.session import Connection, Session
 from tidings.voice import VoiceInput
 
 log = logging.getLogger("tidings.native")
@@ -59,7 +58,7 @@ class NativeEndpoint:
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         return websocket.admit(self.node, self.origins, request.headers, address, "native")
 
-    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> "NativeReceiver":
         session = Session(self.node, socket, CODEC, peer)
         websocket.send_away_if_draining(session)

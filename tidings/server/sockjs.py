@@ -39,12 +39,12 @@ from tidings.protocol import sockjs, wsframe
 from tidings.protocol.sockjs import SockJSError
 from tidings.protocol.upgrade import UpgradeRequest
 from tidings.server import websocket as handshake
-from tidings.server.front import WEBSOCKETS
+from tidings.server.front import WEBSOCKETS, on_reused_connection
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 from tidings.server.stomp import StompEndpoint, gateway
 from tidings.server.stomp_connection import StompConnection, StompGateway
-from tidings.server.wsserver import WebSocket
+from tidings.session import Connection
 
 log = logging.getLogger("tidings.sockjs")
 
@@ -89,7 +89,7 @@ class SockJSSocket:
 
     __slots__ = ("socket", "_closing")
 
-    def __init__(self, socket: WebSocket):
+    def __init__(self, socket: Connection):
         self.socket = socket
         self._closing = False
 
@@ -146,7 +146,7 @@ class SockJSWebSocketEndpoint:
         return handshake.admit(self.gateway.node, self.origins, request.headers, address,
                                "stomp")
 
-    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> SockJSMessages:
         socket.write(wsframe.text(sockjs.OPEN))
         stomp = self.gateway.open(request.params(), SockJSSocket(socket), WEBSOCKET, peer)
@@ -351,12 +351,6 @@ def _session_id(request: web.Request) -> str:
     return id
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    """A session's websocket path reached aiohttp: 404 for bad ids, else no handshake (426)."""
-    _session_id(request)
-    return await handshake.upgrade_required(request)
-
-
 def _peer(request: web.Request, transport: str) -> Peer:
     """The checks a new SockJS session passes first (Origin, connection caps): HTTP refusals."""
     return handshake.peer_of(request, request.app[NODE], "stomp", transport=transport)
@@ -436,8 +430,15 @@ def setup(app: web.Application, stomp: StompEndpoint) -> None:
     `stomp`, the `/stomp` endpoint)."""
     endpoints = app[WEBSOCKETS]
     endpoints.paths[PREFIX + "/websocket"] = stomp
-    endpoints.patterns.append((WEBSOCKET_PATH, SockJSWebSocketEndpoint(stomp.gateway,
-                                                                       app[ORIGINS])))
+    endpoint = SockJSWebSocketEndpoint(stomp.gateway, app[ORIGINS])
+    endpoints.patterns.append((WEBSOCKET_PATH, endpoint))
+    on_reused = on_reused_connection(endpoint)
+
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        """A session's websocket path reached aiohttp: 404 for bad ids, else served there."""
+        _session_id(request)
+        return await on_reused(request)
+
     registry = app[SESSIONS] = SockJSSessions(app)
     app.on_startup.append(registry.start)
     app.on_cleanup.append(registry.stop)
@@ -445,7 +446,7 @@ def setup(app: web.Application, stomp: StompEndpoint) -> None:
     app.add_routes([
         web.get(PREFIX, greeting), web.get(PREFIX + "/", greeting),
         web.get(PREFIX + "/info", info), web.options(PREFIX + "/info", options),
-        web.get(PREFIX + "/websocket", handshake.upgrade_required),
+        web.get(PREFIX + "/websocket", on_reused_connection(stomp)),
         web.get(session + "/websocket", websocket),
         web.post(session + "/xhr", xhr_polling), web.options(session + "/xhr", options),
         web.post(session + "/xhr_streaming", xhr_streaming),

@@ -15,11 +15,11 @@ from tidings.peer import Peer
 from tidings.protocol import wsframe
 from tidings.protocol.upgrade import UpgradeRequest
 from tidings.server import websocket
-from tidings.server.front import WEBSOCKETS
+from tidings.server.front import WEBSOCKETS, on_reused_connection
 from tidings.server.keys import NODE, ORIGINS
 from tidings.server.origin import OriginPolicy
 from tidings.server.stomp_connection import StompConnection, StompGateway
-from tidings.server.wsserver import WebSocket
+from tidings.session import Connection
 
 PATH = "/stomp"
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
@@ -54,7 +54,7 @@ class StompEndpoint:
         return websocket.admit(self.gateway.node, self.origins, request.headers, address,
                                "stomp")
 
-    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> StompConnection:
         stomp = self.gateway.open(request.params(), socket, WEBSOCKET, peer)
         websocket.send_away_if_draining(stomp.session)
@@ -66,5 +66,5 @@ def setup(app: web.Application) -> StompEndpoint:
     app[GATEWAY] = stomp_gateway = StompGateway(app[NODE])
     endpoint = StompEndpoint(stomp_gateway, app[ORIGINS])
     app[WEBSOCKETS].paths[PATH] = endpoint
-    app.add_routes([web.get(PATH, websocket.upgrade_required)])
+    app.add_routes([web.get(PATH, on_reused_connection(endpoint))])
     return endpoint

@@ -1,4 +1,4 @@
-"""Admitting a WebSocket (or a SockJS session): the checks before a session is opened.
+"""Admitting a WebSocket (or a SockJS session), and aiohttp's strict WebSocket.
 
 Every WebSocket endpoint (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket
 transport) is served by Tidings' own layer (tidings.server.front, tidings.server.wsserver),
@@ -13,8 +13,13 @@ SockJS' HTTP transports ask the same for a new session (`peer_of`, on aiohttp's 
 Refusals are answered `{"error": {"code": C, "message": "..."}}` and counted in
 `tidings_refused_total` by reason. The request line and headers must arrive within
 `security.handshake_timeout` (the front's timer, and aiohttp's keep-alive timer for the
-rest, set in tidings.server.app). A request to a WebSocket path that is no handshake the
-front accepts reaches aiohttp, and `upgrade_required` says what is missing.
+rest, set in tidings.server.app).
+
+An upgrade on a connection aiohttp already serves (a proxy reusing its upstream
+connections, see tidings.server.front's `on_reused_connection`) is served by aiohttp's
+WebSocket instead: `StrictWebSocketResponse`, with every byte from the client checked by
+`ClientFrameCheck` before aiohttp's reader sees it, so an unmasked frame or a close frame
+with a forbidden code fails that connection with 1002 as well.
 """
 
 from __future__ import annotations
@@ -22,15 +27,60 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import orjson
-from aiohttp import web
+from aiohttp import WebSocketError, WSCloseCode, web
 
 from tidings.errors import CloseCode, ErrorCode
 from tidings.limits import Refusal
 from tidings.node import Node
 from tidings.peer import Peer
+from tidings.protocol.wscheck import ClientFrameCheck
 from tidings.server.keys import ORIGINS
 from tidings.server.origin import OriginPolicy
 from tidings.session import Session
+
+
+class _CheckedReader:
+    """Stands in front of aiohttp's frame reader: bytes reach it only once checked."""
+
+    __slots__ = ("_reader", "_queue", "_check")
+
+    def __init__(self, reader, queue):
+        self._reader, self._queue = reader, queue
+        self._check = ClientFrameCheck()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        allowed = self._check.feed(data)
+        if allowed is None:
+            return self._reader.feed_data(data)
+        if allowed:
+            self._reader.feed_data(data[:allowed])  # the frames before the forbidden one
+        # What aiohttp does with its own protocol errors: receive() answers with a close
+        # frame carrying 1002 and drops the connection.
+        self._queue.set_exception(WebSocketError(WSCloseCode.PROTOCOL_ERROR,
+                                                 self._check.violation))
+        return True, b""
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+class StrictWebSocketResponse(web.WebSocketResponse):
+    """aiohttp's server WebSocket with RFC 6455's masking and close-code rules enforced.
+
+    aiohttp offers no hook for this, so the checked reader is put in the place where aiohttp
+    keeps the upgraded connection's parser (`RequestHandler._payload_parser`); bytes that
+    arrived with the handshake (`_message_tail`) go through it too. tests/server/
+    test_websocket.py fails if a new aiohttp moves either.
+    """
+
+    def _post_start(self, request, protocol, writer) -> None:
+        handler = request.protocol
+        early, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        checked = _CheckedReader(handler._payload_parser, self._reader)
+        handler._payload_parser = checked
+        if early:
+            checked.feed_data(early)
 
 
 class HandshakeRefused(Exception):
@@ -94,11 +144,3 @@ def send_away_if_draining(session: Session) -> None:
     if session.node.draining:
         session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
 
-
-async def upgrade_required(request: web.Request) -> web.StreamResponse:
-    """A WebSocket path reached aiohttp: the request was no handshake Tidings accepts."""
-    body = orjson.dumps({"error": {"code": int(ErrorCode.BAD_REQUEST), "message":
-                        "a WebSocket handshake is required (GET, HTTP/1.1, Upgrade: websocket, "
-                        "Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"}}).decode()
-    return web.Response(status=426, text=body, content_type="application/json",
-                        headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
