@@ -93,7 +93,8 @@ def main() -> None:
     n = args.connections
     stats = after.compare_to(before, "lineno")
     traced = sum(s.size_diff for s in stats)
-    print(f"{n} idle {args.protocol} connections: RSS +{(rss1 - rss0) / n:,.0f} B each, of which Python "
+    print(f"{n} idle {args.protocol} connections: RSS +{(rss1 - rss0) / n:,.0f} B each, "
+          "of which Python "
           f"objects traced +{traced / n:,.0f} B each (the rest: kernel socket state is not in "
           "RSS; C-level buffers of uvloop/aiohttp and allocator slack are)\n")
     print(f"{'B/conn':>8} {'objs/conn':>9}  allocation site")

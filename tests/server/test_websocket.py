@@ -95,7 +95,8 @@ async def test_a_binary_frame_passes_the_strict_layer_to_the_voice_path(server):
 CONNECTS = {
     "/stomp": b"CONNECT\naccept-version:1.2\nlogin:mallory\n\n\x00",
     "/sockjs/websocket": b"CONNECT\naccept-version:1.2\nlogin:mallory\n\n\x00",
-    "/sockjs/000/abcdefgh/websocket": b'["CONNECT\\naccept-version:1.2\\nlogin:mallory\\n\\n\\u0000"]',
+    "/sockjs/000/abcdefgh/websocket":
+        b'["CONNECT\\naccept-version:1.2\\nlogin:mallory\\n\\n\\u0000"]',
     "/connection/websocket?user=mallory": b'{"id":1,"connect":{}}',
 }
 

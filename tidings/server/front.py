@@ -3,9 +3,10 @@
 One port serves the page, the server API, SockJS and every WebSocket endpoint. The front
 reads a connection's first request head: a well-formed upgrade to an endpoint Tidings serves
 itself (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket transport) is answered
-here and the socket goes to Tidings' own WebSocket layer (tidings.server.wsserver), which costs a fraction of aiohttp's memory per idle connection;
-every other connection is handed, with the bytes read so far, to aiohttp's request handler,
-exactly as if aiohttp had accepted it. A plain request is handed over as soon as its request
+here and the socket goes to Tidings' own WebSocket layer (tidings.server.wsserver), which
+costs a fraction of aiohttp's memory per idle connection; every other connection is handed,
+with the bytes read so far, to aiohttp's request handler, exactly as if aiohttp had
+accepted it. A plain request is handed over as soon as its request
 line shows it is not for such an endpoint, so the API pays one look at the first line.
 
 A proxy that keeps its upstream connections alive (nginx with `keepalive`, most load
