@@ -1,8 +1,9 @@
-"""`python -m bench.memory [--connections N]`: what an idle Tidings connection is made of.
+"""`python -m bench.memory [--connections N] [--protocol P]`: what an idle connection is made of.
 
 The `idle` scenario says how many bytes of RSS a connection costs; this says where they go.
 It starts Tidings (from the project's venv, as the benchmark does) under tracemalloc,
-connects N idle clients the same way, and compares the server's allocations before and
+connects N idle clients the same way (native by default; `--protocol stomp` or
+`centrifugo` for those endpoints), and compares the server's allocations before and
 after: the top allocation sites, in bytes per connection. Python objects only: memory the
 kernel and C libraries hold for a socket (buffers, uvloop's handles) shows in RSS, not here.
 Run it on a quiet machine; tracemalloc slows the server several times over.
@@ -72,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--protocol", choices=("tidings", "stomp", "centrifugo"),
+                        default="tidings", help="the endpoint the idle clients connect to")
     args = parser.parse_args()
     if not bootstrap.in_venv():
         os.execve(str(bootstrap.PYTHON), [str(bootstrap.PYTHON), "-m", "bench.memory",
@@ -82,7 +85,7 @@ def main() -> None:
         time.sleep(1.0)
         rss0, before = server.rss_bytes(), server.take(0)
         users = [f"i{i}" for i in range(args.connections)]
-        setups = [Setup("tidings", server.url, part) for part in split(users, SUB_AGENTS)]
+        setups = [Setup(args.protocol, server.url, part) for part in split(users, SUB_AGENTS)]
         with Generator(setups) as gen:
             gen.ready(timeout=600)
             time.sleep(1.0)
@@ -90,7 +93,8 @@ def main() -> None:
     n = args.connections
     stats = after.compare_to(before, "lineno")
     traced = sum(s.size_diff for s in stats)
-    print(f"{n} idle connections: RSS +{(rss1 - rss0) / n:,.0f} B each, of which Python "
+    print(f"{n} idle {args.protocol} connections: RSS +{(rss1 - rss0) / n:,.0f} B each, "
+          "of which Python "
           f"objects traced +{traced / n:,.0f} B each (the rest: kernel socket state is not in "
           "RSS; C-level buffers of uvloop/aiohttp and allocator slack are)\n")
     print(f"{'B/conn':>8} {'objs/conn':>9}  allocation site")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.protocol.upgrade import (MAX_HEAD_BYTES, http_response, parse_upgrade,
-                                      request_path, switching_protocols)
+from tidings.protocol.upgrade import (MAX_HEAD_BYTES, http_response, negotiate_subprotocol,
+                                      parse_upgrade, request_path, switching_protocols)
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3's example
 
@@ -72,6 +72,39 @@ def test_the_101_carries_the_accept_key_of_rfc_6455s_example():
     assert response.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
     assert response.endswith(b"\r\n\r\n")
+
+
+def test_the_query_parameters_are_decoded_blank_ones_kept():
+    request = parse_upgrade(head(target="/stomp?token=a%2Bb&user=j+doe&flag="))
+    assert dict(request.params()) == {"token": "a+b", "user": "j doe", "flag": ""}
+
+
+def test_offered_subprotocols_are_read_in_order_across_repeated_headers():
+    data = head(Sec_WebSocket_Protocol="v10.stomp, v12.stomp").replace(
+        b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: v11.stomp\r\n\r\n")
+    assert parse_upgrade(data).offered() == ["v10.stomp", "v12.stomp", "v11.stomp"]
+    assert parse_upgrade(head()).offered() == []
+
+
+SUPPORTED = ("v12.stomp", "v11.stomp", "v10.stomp")
+
+
+@pytest.mark.parametrize("offered, chosen", [
+    (["v10.stomp", "v12.stomp"], "v10.stomp"),  # the client's order, not the server's
+    (["mqtt", "v11.stomp"], "v11.stomp"),  # the first one the server supports
+    (["mqtt", "wamp"], None),  # none supported: no subprotocol
+    ([], None),  # none offered: none named
+    (["V12.STOMP"], None),  # subprotocol names are compared exactly
+])
+def test_the_first_offered_subprotocol_the_server_supports_is_chosen(offered, chosen):
+    assert negotiate_subprotocol(offered, SUPPORTED) == chosen
+
+
+def test_the_101_names_the_chosen_subprotocol_and_no_header_without_one():
+    response = switching_protocols(KEY, "v12.stomp")
+    assert b"\r\nSec-WebSocket-Protocol: v12.stomp\r\n" in response
+    assert response.endswith(b"\r\n\r\n") and response.count(b"\r\n\r\n") == 1
+    assert b"Sec-WebSocket-Protocol" not in switching_protocols(KEY, None)
 
 
 def test_a_refusal_is_a_whole_response_that_closes_the_connection():

@@ -39,6 +39,8 @@ INFORMATIONAL = {"7.1.6", "7.13.1", "7.13.2"}
 class EchoEndpoint:
     """/ws's admission and message limit; every message is sent back as it came."""
 
+    subprotocols = ()
+
     def __init__(self, node: Node, origins: OriginPolicy):
         self.node, self.origins = node, origins
         self.max_message_bytes = node.settings.max_frame_bytes
@@ -46,7 +48,8 @@ class EchoEndpoint:
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         return websocket.admit(self.node, self.origins, request.headers, address, "echo")
 
-    def open(self, socket: WebSocket, peer: Peer) -> "Echo":
+    def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> "Echo":
         return Echo(socket, peer)
 
 

@@ -88,7 +88,47 @@ async def test_sigterm_with_sessions_in_every_state_exits_0_without_a_traceback(
 
 
 def test_writing_to_a_reset_connection_under_uvloop_is_harmless():
-    """Deterministic: the handler writes only after the peer's RST closed its transport."""
+    """Deterministic: the socket is written to only after the peer's RST closed its transport."""
+    import uvloop
+
+    from tidings.server.wsserver import WebSocket
+
+    outcome: dict = {}
+
+    class Upgraded(asyncio.Protocol):
+        """Stands for the front: the accepted transport goes to a WebSocket."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            outcome["socket"] = WebSocket(transport, 1024, lambda socket: None)
+
+    async def scenario() -> None:
+        server = await asyncio.get_running_loop().create_server(Upgraded, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _reset(writer)
+            for _ in range(200):
+                if "socket" in outcome and outcome["socket"].transport.is_closing():
+                    break
+                await asyncio.sleep(0.01)
+            socket = outcome["socket"]
+            assert socket.transport.is_closing()
+            try:
+                socket.write(b"frame")
+                socket.writelines([b"a", b"b"])
+                socket.close(4006, "node shutting down")
+                outcome["error"] = None
+            except Exception as exc:  # what the test is about
+                outcome["error"] = exc
+        finally:
+            server.close()
+
+    uvloop.run(scenario())
+    assert outcome["error"] is None
+
+
+def test_writing_to_a_reset_aiohttp_connection_under_uvloop_is_harmless():
+    """aiohttp's WebSocket (an upgrade on a reused connection): the same, deterministic."""
     import uvloop
     from aiohttp import web
 

@@ -91,6 +91,32 @@ async def test_a_binary_frame_passes_the_strict_layer_to_the_voice_path(server):
     assert await raw.close_code() == CloseCode.BAD_VOICE_FRAME
 
 
+# Every other endpoint is on the same layer: the same two rules, checked on each.
+CONNECTS = {
+    "/stomp": b"CONNECT\naccept-version:1.2\nlogin:mallory\n\n\x00",
+    "/sockjs/websocket": b"CONNECT\naccept-version:1.2\nlogin:mallory\n\n\x00",
+    "/sockjs/000/abcdefgh/websocket":
+        b'["CONNECT\\naccept-version:1.2\\nlogin:mallory\\n\\n\\u0000"]',
+    "/connection/websocket?user=mallory": b'{"id":1,"connect":{}}',
+}
+
+
+@pytest.mark.parametrize("path", CONNECTS)
+async def test_an_unmasked_connect_on_any_endpoint_gets_1002_unexecuted(server, path):
+    raw = await open_raw(server.port, path)
+    assert raw.status == 101
+    raw.send(client_frame(CONNECTS[path], TEXT, masked=False))
+    assert await raw.close_code() == 1002
+    assert "mallory" not in server.node.by_user
+
+
+@pytest.mark.parametrize("path", CONNECTS)
+async def test_a_forbidden_close_code_on_any_endpoint_gets_1002(server, path):
+    raw = await open_raw(server.port, path)
+    raw.send(close_frame(1005))
+    assert await raw.close_code() == 1002
+
+
 # ---- Origin (defect 2) ------------------------------------------------------------------
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from urllib.parse import parse_qsl
 
 import h11
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 MAX_HEAD_BYTES = 8192  # a longer head is the HTTP server's to refuse (431)
 HEAD_END = b"\r\n\r\n"
@@ -33,6 +35,15 @@ class UpgradeRequest:
     headers: CIMultiDictProxy[str]
     key: str  # Sec-WebSocket-Key, 16 bytes in base64
     early: bytes  # bytes the client sent after the head (its first frames)
+
+    def params(self) -> MultiDictProxy[str]:
+        """The query's parameters, decoded (`?token=` and the like)."""
+        return MultiDictProxy(MultiDict(parse_qsl(self.query, keep_blank_values=True)))
+
+    def offered(self) -> list[str]:
+        """The subprotocols the client offers (Sec-WebSocket-Protocol), in its order."""
+        return [name for value in self.headers.getall("Sec-WebSocket-Protocol", ())
+                for name in (part.strip() for part in value.split(",")) if name]
 
 
 def request_path(data: bytes) -> str | None:
@@ -78,11 +89,22 @@ def parse_upgrade(data: bytes) -> UpgradeRequest | None:
     return UpgradeRequest(path, query, CIMultiDictProxy(headers), key, early)
 
 
-def switching_protocols(key: str) -> bytes:
-    """The 101 answer that completes the handshake for `key`."""
+def negotiate_subprotocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """The first subprotocol the client offered that the server supports (RFC 6455 4.2.2).
+
+    None when it offered none of them (or none at all): the 101 then names no subprotocol,
+    and the client decides whether that will do.
+    """
+    return next((name for name in offered if name in supported), None)
+
+
+def switching_protocols(key: str, subprotocol: str | None = None) -> bytes:
+    """The 101 answer that completes the handshake for `key`, naming `subprotocol` if any."""
     accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())
+    chosen = b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n" \
+        if subprotocol else b""
     return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n" + chosen + b"\r\n")
 
 
 def http_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> bytes:

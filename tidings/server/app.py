@@ -31,16 +31,15 @@ def make_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app[ORIGINS] = origins = OriginPolicy(node.settings)
-    # /ws is served by Tidings' own WebSocket layer (tidings.server.front); aiohttp's route
-    # takes an upgrade on a connection aiohttp already serves, and answers a request that
-    # is no handshake with what is missing
+    # every WebSocket endpoint is served by Tidings' own WebSocket layer (tidings.server.front);
+    # aiohttp's route for its path takes an upgrade on a connection aiohttp already serves,
+    # and answers a request that is no handshake with what is missing
+    native_endpoint = native.NativeEndpoint(node, origins)
     app[WEBSOCKETS] = endpoints = WebSocketEndpoints(
-        node.settings.security.handshake_timeout, {"/ws": native.NativeEndpoint(node, origins)})
-    app.add_routes([*(web.get(path, on_reused_connection(endpoint))
-                      for path, endpoint in endpoints.paths.items()),
-                    *page.routes(), *api.routes()])
-    stomp.setup(app)
-    sockjs.setup(app)
+        node.settings.security.handshake_timeout, {"/ws": native_endpoint})
+    app.add_routes([web.get("/ws", on_reused_connection(native_endpoint)), *page.routes(),
+                    *api.routes()])
+    sockjs.setup(app, stomp.setup(app))
     centrifugo.setup(app)
     admin.setup(app)
 

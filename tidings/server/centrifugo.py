@@ -1,38 +1,54 @@
 """Centrifugo's WebSocket endpoint, `/connection/websocket`: JSON, or Protobuf when asked.
 
 Protobuf is chosen by the subprotocol `centrifuge-protobuf` (what centrifuge-js's protobuf
-build offers) or by `?format=protobuf`; anything else speaks JSON. This module only moves
-WebSocket messages; tidings.server.centrifugo_connection means them.
+build offers; it is then named in the 101) or by `?format=protobuf`; anything else speaks
+JSON. Served on Tidings' own WebSocket layer (tidings.server.front); this module only opens
+the connection, tidings.server.centrifugo_connection means its messages.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from tidings.node import Node
+from tidings.peer import Peer
 from tidings.protocol import centrifugo as cf
+from tidings.protocol.upgrade import UpgradeRequest
 from tidings.server import centrifugo_api, websocket
 from tidings.server.centrifugo_connection import CentrifugoConnection
-from tidings.server.connection import WebSocketConnection
-from tidings.server.keys import NODE
+from tidings.server.front import WEBSOCKETS, on_reused_connection
+from tidings.server.keys import NODE, ORIGINS
+from tidings.server.origin import OriginPolicy
+from tidings.session import Connection
 
 PATH = "/connection/websocket"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    node = request.app[NODE]
-    ws, peer = await websocket.accept(request, node, "centrifugo",
-                                      protocols=(PROTOBUF_SUBPROTOCOL,), compress=False,
-                                      autoping=False,
-                                      max_msg_size=node.settings.max_frame_bytes + 1)
-    protobuf = (ws.ws_protocol == PROTOBUF_SUBPROTOCOL
-                or request.query.get("format") == "protobuf")
-    client = CentrifugoConnection(node, WebSocketConnection(ws, request.transport),
-                                  cf.PROTOBUF if protobuf else cf.JSON, peer,
-                                  url_user=request.query.get("user"))
-    await websocket.serve(ws, client)
-    return ws
+class CentrifugoEndpoint:
+    """`/connection/websocket`: a Centrifugo connection per socket."""
+
+    subprotocols = (PROTOBUF_SUBPROTOCOL,)
+
+    def __init__(self, node: Node, origins: OriginPolicy):
+        self.node, self.origins = node, origins
+        # a message of exactly max_frame_bytes is allowed, one byte more is not
+        self.max_message_bytes = node.settings.max_frame_bytes
+
+    def admit(self, request: UpgradeRequest, address: str) -> Peer:
+        return websocket.admit(self.node, self.origins, request.headers, address,
+                               "centrifugo")
+
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> CentrifugoConnection:
+        params = request.params()
+        protobuf = subprotocol == PROTOBUF_SUBPROTOCOL or params.get("format") == "protobuf"
+        client = CentrifugoConnection(self.node, socket, cf.PROTOBUF if protobuf else cf.JSON,
+                                      peer, url_user=params.get("user"))
+        websocket.send_away_if_draining(client.session)
+        return client
 
 
 def setup(app: web.Application) -> None:
-    app.add_routes([web.get(PATH, handle), *centrifugo_api.routes()])
+    app[WEBSOCKETS].paths[PATH] = endpoint = CentrifugoEndpoint(app[NODE], app[ORIGINS])
+    app.add_routes([web.get(PATH, on_reused_connection(endpoint)), *centrifugo_api.routes()])

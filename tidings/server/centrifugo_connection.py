@@ -150,12 +150,16 @@ class CentrifugoConnection:
         self.url_user = url_user
         self.errors = 0
 
-    async def receive(self, data: bytes) -> None:
-        """One WebSocket message: every command in it, in order, one at a time."""
+    def seen(self) -> None:
+        """The client sent something (a WebSocket ping counts): it is alive."""
+        self.session.seen()
+
+    async def receive(self, data: str | bytes) -> None:
+        """One WebSocket message (a str if text): every command in it, in order, one at a time."""
         session = self.session
         session.seen()
         try:
-            commands = self.format.decode(data)
+            commands = self.format.decode(data.encode() if isinstance(data, str) else data)
         except cf.FrameError as exc:
             session.close(CloseCode.TOO_MANY_ERRORS, f"bad request: {exc}")
             return

@@ -2,10 +2,11 @@
 
 One port serves the page, the server API, SockJS and every WebSocket endpoint. The front
 reads a connection's first request head: a well-formed upgrade to an endpoint Tidings serves
-itself (`/ws`) is answered here and the socket goes to Tidings' own WebSocket layer
-(tidings.server.wsserver), which costs a fraction of aiohttp's memory per idle connection;
-every other connection is handed, with the bytes read so far, to aiohttp's request handler,
-exactly as if aiohttp had accepted it. A plain request is handed over as soon as its request
+itself (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket transport) is answered
+here and the socket goes to Tidings' own WebSocket layer (tidings.server.wsserver), which
+costs a fraction of aiohttp's memory per idle connection; every other connection is handed,
+with the bytes read so far, to aiohttp's request handler, exactly as if aiohttp had
+accepted it. A plain request is handed over as soon as its request
 line shows it is not for such an endpoint, so the API pays one look at the first line.
 
 A proxy that keeps its upstream connections alive (nginx with `keepalive`, most load
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +31,8 @@ from aiohttp import WSMsgType, web
 from tidings.errors import ErrorCode
 from tidings.peer import Peer
 from tidings.protocol.upgrade import (HEAD_END, MAX_HEAD_BYTES, UpgradeRequest, http_response,
-                                      parse_upgrade, request_path, switching_protocols)
+                                      negotiate_subprotocol, parse_upgrade, request_path,
+                                      switching_protocols)
 from tidings.server.connection import WebSocketConnection
 from tidings.server.websocket import HandshakeRefused, StrictWebSocketResponse
 from tidings.server.wsserver import Receiver, WebSocket
@@ -44,21 +47,39 @@ class Endpoint(Protocol):
     """A WebSocket endpoint served by Tidings' own layer."""
 
     max_message_bytes: int
+    subprotocols: tuple[str, ...]  # what it speaks, by preference; () for none
 
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         """The peer for this handshake, or HandshakeRefused (answered with its HTTP status)."""
 
-    def open(self, socket: Connection, peer: Peer) -> Receiver:
-        """After the 101: what the socket's messages go to."""
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> Receiver:
+        """After the 101 (which named `subprotocol`): what the socket's messages go to (the
+        socket is Tidings' own, or aiohttp's on a reused connection)."""
 
 
 @dataclass(eq=False)
 class WebSocketEndpoints:
-    """The endpoints by path, and the sockets they have open (kept for the server's stop)."""
+    """The endpoints by path, and the sockets they have open (kept for the server's stop).
+
+    `paths` are exact; `patterns` (whole-path regular expressions, for paths with ids in
+    them) are tried only when no exact path matches, so an ordinary request pays nothing
+    for them unless some are registered.
+    """
 
     handshake_timeout: float
     paths: dict[str, Endpoint] = field(default_factory=dict)
+    patterns: list[tuple[re.Pattern[str], Endpoint]] = field(default_factory=list)
     sockets: set[WebSocket] = field(default_factory=set)
+
+    def find(self, path: str) -> Endpoint | None:
+        """The endpoint serving `path` (as it appears in the request line), if any."""
+        endpoint = self.paths.get(path)
+        if endpoint is None:
+            for pattern, candidate in self.patterns:
+                if pattern.fullmatch(path):
+                    return candidate
+        return endpoint
 
     async def close_remaining(self) -> None:
         """Drop the sockets still open (a drain closes the rest) and let their sessions end."""
@@ -92,7 +113,7 @@ class FrontProtocol(asyncio.Protocol):
         if path is None and len(head) <= MAX_HEAD_BYTES:  # the request line is not all here
             self._head = head
             return
-        endpoint = self._endpoints.paths.get(path or "")
+        endpoint = self._endpoints.find(path or "")
         if endpoint is None:
             self._hand_over(head)
             return
@@ -126,11 +147,13 @@ class FrontProtocol(asyncio.Protocol):
             transport.write(http_response(refused.status, refused.body(), refused.headers()))
             transport.close()
             return
-        transport.write(switching_protocols(upgrade.key))
+        subprotocol = negotiate_subprotocol(upgrade.offered(), endpoint.subprotocols) \
+            if endpoint.subprotocols else None
+        transport.write(switching_protocols(upgrade.key, subprotocol))
         sockets = self._endpoints.sockets
         socket = WebSocket(transport, endpoint.max_message_bytes, sockets.discard)
         sockets.add(socket)
-        socket.start(endpoint.open(socket, peer), upgrade.early)
+        socket.start(endpoint.open(socket, peer, upgrade, subprotocol), upgrade.early)
 
 
 WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoints)
@@ -169,11 +192,13 @@ def on_reused_connection(endpoint: Endpoint) -> Callable[[web.Request],
     """
     async def handle(request: web.Request) -> web.StreamResponse:
         ws = StrictWebSocketResponse(compress=False, autoping=False,
+                                     protocols=endpoint.subprotocols,
                                      max_msg_size=endpoint.max_message_bytes + 1)
         if not ws.can_prepare(request).ok:
-            return _upgrade_required()
-        upgrade = UpgradeRequest(request.path, request.query_string, request.headers,
-                                 request.headers.get("Sec-WebSocket-Key", ""), b"")
+            return upgrade_required()
+        upgrade = UpgradeRequest(request.path, request.rel_url.raw_query_string,
+                                 request.headers, request.headers.get("Sec-WebSocket-Key", ""),
+                                 b"")
         try:
             peer = endpoint.admit(upgrade, request.remote or "")
         except HandshakeRefused as refused:
@@ -183,7 +208,9 @@ def on_reused_connection(endpoint: Endpoint) -> Callable[[web.Request],
         except BaseException:
             peer.leave()
             raise
-        receiver = endpoint.open(WebSocketConnection(ws, request.transport), peer)
+        # aiohttp chose the subprotocol as negotiate_subprotocol does (the client's first)
+        receiver = endpoint.open(WebSocketConnection(ws, request.transport), peer, upgrade,
+                                 ws.ws_protocol)
         try:
             async for msg in ws:
                 receiver.seen()
@@ -203,7 +230,8 @@ def on_reused_connection(endpoint: Endpoint) -> Callable[[web.Request],
     return handle
 
 
-def _upgrade_required() -> web.Response:
+def upgrade_required() -> web.Response:
+    """426 with what is missing: a request to a WebSocket path that is no handshake."""
     body = orjson.dumps({"error": {"code": int(ErrorCode.BAD_REQUEST), "message":
                         "a WebSocket handshake is required (GET, HTTP/1.1, Upgrade: websocket, "
                         "Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"}}).decode()

@@ -48,6 +48,8 @@ CODEC = NativeCodec()
 class NativeEndpoint:
     """`/ws` on Tidings' own WebSocket layer (tidings.server.front)."""
 
+    subprotocols = ()
+
     def __init__(self, node: Node, origins: OriginPolicy):
         self.node, self.origins = node, origins
         # a text message of exactly max_frame_bytes is allowed, one byte more is not
@@ -56,10 +58,10 @@ class NativeEndpoint:
     def admit(self, request: UpgradeRequest, address: str) -> Peer:
         return websocket.admit(self.node, self.origins, request.headers, address, "native")
 
-    def open(self, socket: Connection, peer: Peer) -> "NativeReceiver":
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> "NativeReceiver":
         session = Session(self.node, socket, CODEC, peer)
-        if self.node.draining:
-            session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
+        websocket.send_away_if_draining(session)
         return NativeReceiver(session)
 
 

@@ -4,7 +4,9 @@ For networks and clients that cannot keep a WebSocket open (`new SockJS(url)` wr
 `Stomp.over(socket)`). A SockJS session is one STOMP connection:
 
 - websocket (`/sockjs/<server>/<session>/websocket`): the session lives and dies with the
-  socket; frames are `a[...]` text messages written straight to it.
+  socket; frames are `a[...]` text messages written straight to it. It is served on
+  Tidings' own WebSocket layer (tidings.server.front matches the path's pattern), as is the
+  raw `/sockjs/websocket` (plain STOMP, exactly `/stomp`).
 - xhr-streaming (`POST .../xhr_streaming`): one long response carries the frames, written
   straight to the socket as HTTP chunks; after `sockjs_streaming_limit` bytes the response
   ends and the client opens the next one, so proxies that buffer see it complete.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 
@@ -34,16 +37,21 @@ from tidings.errors import CloseCode
 from tidings.peer import Peer
 from tidings.protocol import sockjs, wsframe
 from tidings.protocol.sockjs import SockJSError
+from tidings.protocol.upgrade import UpgradeRequest
 from tidings.server import websocket as handshake
-from tidings.server.connection import WebSocketConnection
-from tidings.server.keys import NODE
-from tidings.server.stomp import gateway
-from tidings.server.stomp import handle as raw_websocket
-from tidings.server.stomp_connection import StompConnection
+from tidings.server.front import WEBSOCKETS, on_reused_connection
+from tidings.server.keys import NODE, ORIGINS
+from tidings.server.origin import OriginPolicy
+from tidings.server.stomp import StompEndpoint, gateway
+from tidings.server.stomp_connection import StompConnection, StompGateway
+from tidings.session import Connection
 
 log = logging.getLogger("tidings.sockjs")
 
 PREFIX = "/sockjs"
+# what aiohttp's `/sockjs/{server}/{session}/websocket` with valid ids matches (a session
+# id has no `/` or `.`, see tidings.protocol.sockjs)
+WEBSOCKET_PATH = re.compile(re.escape(PREFIX) + r"/[^/.{}]+/[^/.{}]+/websocket")
 SWEEP_INTERVAL = 1.0
 ANOTHER_CONNECTION = sockjs.close_frame(2010, "Another connection still open")
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
@@ -76,13 +84,74 @@ class PollingFraming:
 WEBSOCKET, STREAMING, POLLING = WebSocketFraming(), StreamingFraming(), PollingFraming()
 
 
-class SockJSWebSocketConnection(WebSocketConnection):
+class SockJSSocket:
     """A SockJS websocket: a `c[code,"reason"]` frame goes ahead of the closing handshake."""
 
+    __slots__ = ("socket", "_closing")
+
+    def __init__(self, socket: Connection):
+        self.socket = socket
+        self._closing = False
+
+    def write(self, frame: bytes) -> None:
+        self.socket.write(frame)
+
+    def writelines(self, frames: list[bytes]) -> None:
+        self.socket.writelines(frames)
+
+    def buffered(self) -> int:
+        return self.socket.buffered()
+
     def close(self, code: int, reason: str) -> None:
-        if self.closing is None:
-            self.transport.write(wsframe.text(sockjs.close_frame(code, reason)))
-        super().close(CloseCode.NORMAL, reason)
+        if not self._closing:
+            self._closing = True
+            self.socket.write(wsframe.text(sockjs.close_frame(code, reason)))
+        self.socket.close(CloseCode.NORMAL, reason)
+
+
+class SockJSMessages:
+    """A SockJS websocket's messages (JSON arrays of STOMP data) to its STOMP connection."""
+
+    __slots__ = ("stomp",)
+
+    def __init__(self, stomp: StompConnection):
+        self.stomp = stomp
+
+    def seen(self) -> None:
+        self.stomp.seen()
+
+    async def receive(self, message: str | bytes) -> None:
+        try:
+            data = _unwrap(message.encode() if isinstance(message, str) else message)
+        except ValueError as exc:  # SockJS' own framing was broken
+            self.stomp.session.close(CloseCode.TOO_MANY_ERRORS, str(exc))
+            return
+        await self.stomp.receive(data)
+
+    async def closed(self) -> None:
+        await self.stomp.closed()
+
+
+class SockJSWebSocketEndpoint:
+    """`/sockjs/<server>/<session>/websocket`: the `o` frame, then STOMP in SockJS frames."""
+
+    subprotocols = ()
+
+    def __init__(self, gateway: StompGateway, origins: OriginPolicy):
+        self.gateway, self.origins = gateway, origins
+        # a STOMP frame of max_frame_bytes fits, quoted in its JSON array
+        self.max_message_bytes = gateway.node.settings.max_frame_bytes * 2
+
+    def admit(self, request: UpgradeRequest, address: str) -> Peer:
+        return handshake.admit(self.gateway.node, self.origins, request.headers, address,
+                               "stomp")
+
+    def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
+             subprotocol: str | None) -> SockJSMessages:
+        socket.write(wsframe.text(sockjs.OPEN))
+        stomp = self.gateway.open(request.params(), SockJSSocket(socket), WEBSOCKET, peer)
+        handshake.send_away_if_draining(stomp.session)
+        return SockJSMessages(stomp)
 
 
 class Receiver:
@@ -186,12 +255,10 @@ class SockJSSessions:
 
     def open(self, request: web.Request, id: str, streaming: bool, peer: Peer) -> HttpSession:
         session = HttpSession(self, id, streaming)
-        session.stomp = gateway(request).open(request, session,
+        session.stomp = gateway(request).open(request.query, session,
                                               STREAMING if streaming else POLLING, peer)
         self.sessions[id] = session
-        if request.app[NODE].draining:
-            session.stomp.session.close(CloseCode.SHUTDOWN,
-                                        "node shutting down: reconnect to another node")
+        handshake.send_away_if_draining(session.stomp.session)
         return session
 
     def spawn(self, coro) -> None:
@@ -284,18 +351,6 @@ def _session_id(request: web.Request) -> str:
     return id
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    _session_id(request)
-    node = request.app[NODE]
-    ws, peer = await handshake.accept(request, node, "stomp", compress=False, autoping=False,
-                                      max_msg_size=node.settings.max_frame_bytes * 2)
-    request.transport.write(wsframe.text(sockjs.OPEN))
-    stomp = gateway(request).open(request, SockJSWebSocketConnection(ws, request.transport),
-                                  WEBSOCKET, peer)
-    await handshake.serve(ws, stomp, unwrap=_unwrap)
-    return ws
-
-
 def _peer(request: web.Request, transport: str) -> Peer:
     """The checks a new SockJS session passes first (Origin, connection caps): HTTP refusals."""
     return handshake.peer_of(request, request.app[NODE], "stomp", transport=transport)
@@ -370,7 +425,20 @@ async def xhr_send(request: web.Request) -> web.Response:
     return _cors(request, web.Response(status=204, content_type="text/plain", charset="UTF-8"))
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, stomp: StompEndpoint) -> None:
+    """SockJS' routes, and its websocket paths among the front's endpoints (the raw one is
+    `stomp`, the `/stomp` endpoint)."""
+    endpoints = app[WEBSOCKETS]
+    endpoints.paths[PREFIX + "/websocket"] = stomp
+    endpoint = SockJSWebSocketEndpoint(stomp.gateway, app[ORIGINS])
+    endpoints.patterns.append((WEBSOCKET_PATH, endpoint))
+    on_reused = on_reused_connection(endpoint)
+
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        """A session's websocket path reached aiohttp: 404 for bad ids, else served there."""
+        _session_id(request)
+        return await on_reused(request)
+
     registry = app[SESSIONS] = SockJSSessions(app)
     app.on_startup.append(registry.start)
     app.on_cleanup.append(registry.stop)
@@ -378,7 +446,7 @@ def setup(app: web.Application) -> None:
     app.add_routes([
         web.get(PREFIX, greeting), web.get(PREFIX + "/", greeting),
         web.get(PREFIX + "/info", info), web.options(PREFIX + "/info", options),
-        web.get(PREFIX + "/websocket", raw_websocket),
+        web.get(PREFIX + "/websocket", on_reused_connection(stomp)),
         web.get(session + "/websocket", websocket),
         web.post(session + "/xhr", xhr_polling), web.options(session + "/xhr", options),
         web.post(session + "/xhr_streaming", xhr_streaming),

@@ -13,10 +13,10 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
-from aiohttp import web
 
 from tidings import __version__
 from tidings.acks import AckLedger, AckPositions
@@ -69,12 +69,12 @@ class StompGateway:
         self.frames = FrameCache(lambda channel: destinations.topic_destination(channel, namespaces))
         self.acks = AckPositions(node.store)
 
-    def open(self, request: web.Request, conn: Connection, framing: Framing, peer: Peer
+    def open(self, query: Mapping[str, str], conn: Connection, framing: Framing, peer: Peer
              ) -> "StompConnection":
-        """A new STOMP connection over `conn`, opened by `request` (the WebSocket handshake
-        or the first SockJS request of a session), whose `peer` passed the handshake checks
-        (`tidings.server.websocket`: Origin allow-list, connection caps)."""
-        return StompConnection(self, conn, framing, url_credentials(request), peer)
+        """A new STOMP connection over `conn`, opened by a request with `query` (the
+        WebSocket handshake or the first SockJS request of a session), whose `peer` passed
+        the handshake checks (`tidings.server.websocket`: Origin allow-list, connection caps)."""
+        return StompConnection(self, conn, framing, url_credentials(query), peer)
 
 
 class StompSession(Session):
@@ -127,14 +127,19 @@ class StompConnection:
 
     # ---- the transport's side ----------------------------------------------------------
 
-    async def receive(self, data: bytes) -> None:
-        """Bytes from the client; frames are handled in order, one at a time."""
+    def seen(self) -> None:
+        """The client sent something (a WebSocket ping counts): it is alive."""
+        self.session.seen()
+
+    async def receive(self, data: str | bytes) -> None:
+        """Data from the client (a WebSocket text message is a str); frames are handled in
+        order, one at a time."""
         async with self._lock:
             if self._done or self.session.closed:
                 return
             self.session.seen()
             try:
-                events = self.parser.feed(data)
+                events = self.parser.feed(data.encode() if isinstance(data, str) else data)
                 for event in events:
                     if isinstance(event, HeartBeat):
                         continue
@@ -564,12 +569,12 @@ class StompConnection:
 CREDENTIAL_PARAMETERS = ("token", "user")
 
 
-def url_credentials(request: web.Request) -> dict[str, str]:
+def url_credentials(query: Mapping[str, str]) -> dict[str, str]:
     """`?token=` (or `?user=` on an insecure loopback node) for clients that cannot set headers.
 
     Never logged: the node runs without an access log, and nothing here prints the URL.
     """
-    return {name: request.query[name] for name in CREDENTIAL_PARAMETERS if name in request.query}
+    return {name: query[name] for name in CREDENTIAL_PARAMETERS if name in query}
 
 
 _HANDLERS = {

@@ -1,27 +1,33 @@
-"""Accepting a WebSocket: the checks before the upgrade, and RFC 6455 strictness after it.
+"""Admitting a WebSocket (or a SockJS session), and aiohttp's strict WebSocket.
 
-Every WebSocket endpoint (`/ws`, and any other protocol served over WebSocket) opens its
-socket with `accept`, which in this order:
+Every WebSocket endpoint (`/ws`, `/stomp`, `/connection/websocket`, SockJS' websocket
+transport) is served by Tidings' own layer (tidings.server.front, tidings.server.wsserver),
+which keeps RFC 6455's rules for client frames; before the 101 its endpoint calls `admit`,
+which in this order:
 
 1. refuses a page whose `Origin` is not allowed (403, tidings.server.origin);
 2. takes a place under the connection caps (503 when the node is full, 429 when the address
-   is, tidings.limits); the session gives it back when it ends;
-3. upgrades with `StrictWebSocketResponse`: aiohttp's WebSocket, with every byte from the
-   client checked by `ClientFrameCheck` before aiohttp's reader sees it, so an unmasked
-   frame or a close frame with a forbidden code fails the connection with 1002.
+   is, tidings.limits); the session gives it back when it ends.
 
+SockJS' HTTP transports ask the same for a new session (`peer_of`, on aiohttp's request).
 Refusals are answered `{"error": {"code": C, "message": "..."}}` and counted in
 `tidings_refused_total` by reason. The request line and headers must arrive within
-`security.handshake_timeout` (aiohttp's keep-alive timer, set in tidings.server.app).
+`security.handshake_timeout` (the front's timer, and aiohttp's keep-alive timer for the
+rest, set in tidings.server.app).
+
+An upgrade on a connection aiohttp already serves (a proxy reusing its upstream
+connections, see tidings.server.front's `on_reused_connection`) is served by aiohttp's
+WebSocket instead: `StrictWebSocketResponse`, with every byte from the client checked by
+`ClientFrameCheck` before aiohttp's reader sees it, so an unmasked frame or a close frame
+with a forbidden code fails that connection with 1002 as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Mapping
 
 import orjson
-from aiohttp import WSCloseCode, WebSocketError, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, web
 
 from tidings.errors import CloseCode, ErrorCode
 from tidings.limits import Refusal
@@ -132,51 +138,9 @@ def peer_of(request: web.Request, node: Node, protocol: str,
         raise refused.http_exception() from None
 
 
-async def accept(request: web.Request, node: Node, protocol: str,
-                 **options) -> tuple[web.WebSocketResponse, Peer]:
-    """The upgraded socket and the peer for the session of `protocol` (`native`, ...).
+def send_away_if_draining(session: Session) -> None:
+    """A session opened while its node drains is closed at once, telling the client to go
+    to another node (the endpoints' `open` calls this right after making the session)."""
+    if session.node.draining:
+        session.close(CloseCode.SHUTDOWN, "node shutting down: reconnect to another node")
 
-    `options` go to aiohttp's WebSocketResponse (max_msg_size, autoping, compress, ...).
-    """
-    peer = peer_of(request, node, protocol)
-    ws = StrictWebSocketResponse(**options)
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        peer.leave()
-        raise
-    return ws, peer
-
-
-class Receiver(Protocol):
-    """A protocol's connection that takes whole WebSocket messages (STOMP, Centrifugo)."""
-
-    node: Node
-    session: Session
-
-    async def receive(self, data: bytes) -> None: ...
-
-    async def closed(self) -> None: ...
-
-
-async def serve(ws: web.WebSocketResponse, connection: Receiver,
-                unwrap: Callable[[bytes], bytes] = lambda data: data) -> None:
-    """Feed every message of `ws` (its payload, as `unwrap` finds it) to `connection`."""
-    if connection.node.draining:
-        connection.session.close(CloseCode.SHUTDOWN,
-                                 "node shutting down: reconnect to another node")
-    try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
-                try:
-                    await connection.receive(unwrap(data))
-                except ValueError as exc:  # a transport's own framing was broken
-                    connection.session.close(CloseCode.TOO_MANY_ERRORS, str(exc))
-            elif msg.type == WSMsgType.PING:
-                connection.session.seen()
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        await connection.closed()
