@@ -6,7 +6,8 @@ an idle 19,000-connection node a third of its CPU, and would pause a 100,000-con
 node's event loop for 50 ms every second. Here each thing sits in the bucket of the slot
 (`resolution` seconds wide) its due time falls in; a pass empties the buckets whose slot
 has passed and takes from the current one only what is due, so its cost follows the number
-due, not the number filed.
+due, not the number filed. A thing never comes out before its time, and always at the
+first pass at or after it.
 
 Each thing is filed once, at its soonest due time: filing it for a later time changes
 nothing, filing it for a sooner one moves it. A time that only moves later (a client that
@@ -17,9 +18,9 @@ caller says what time it is.
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Hashable
+from heapq import heappop, heappush
+from math import floor
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
@@ -40,17 +41,18 @@ class TimingWheel(Generic[T]):
     def file(self, item: T, due: float) -> None:
         """Have `item` come out of `pop_due` once `due` has come (a finite time, in the
         caller's clock). Already filed for that time or sooner, it stays where it is."""
-        filed = self._due.get(item)
+        dues = self._due
+        filed = dues.get(item)
         if filed is not None:
             if filed <= due:
                 return
             self._unbucket(item, filed)
-        self._due[item] = due
-        slot = math.floor(due / self.resolution)
+        dues[item] = due
+        slot = floor(due / self.resolution)
         bucket = self._buckets.get(slot)
         if bucket is None:
             bucket = self._buckets[slot] = set()
-            heapq.heappush(self._slots, slot)
+            heappush(self._slots, slot)
         bucket.add(item)
 
     def discard(self, item: T) -> None:
@@ -63,11 +65,11 @@ class TimingWheel(Generic[T]):
         """Everything filed for `now` or sooner, taken off the wheel (the caller files again
         what needs another look): every bucket of a slot before `now`'s, and what is due of
         the bucket `now` falls in. The rest is not looked at."""
-        current = math.floor(now / self.resolution)
+        current = floor(now / self.resolution)
         slots, buckets = self._slots, self._buckets
         popped: list[T] = []
         while slots and slots[0] < current:
-            bucket = buckets.pop(heapq.heappop(slots), None)
+            bucket = buckets.pop(heappop(slots), None)
             if bucket:
                 popped.extend(bucket)
         bucket = buckets.get(current)
@@ -84,7 +86,7 @@ class TimingWheel(Generic[T]):
         return popped
 
     def _unbucket(self, item: T, due: float) -> None:
-        slot = math.floor(due / self.resolution)
+        slot = floor(due / self.resolution)
         bucket = self._buckets[slot]
         bucket.discard(item)
         if not bucket:
