@@ -1,12 +1,17 @@
-"""The node's periodic resync: what it compares with the store, by broker."""
+"""The node's periodic work: the resync (what it compares with the store, by broker) and
+the tick over its sessions (which ones it looks at)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.test_hub import Recorder
+from tests.test_session import connected
+from tidings.session import Session
 from tidings.errors import TidingsError
 from tidings.store.base import CommitUnknown
+
+IDLE = 1000  # sessions on a node that has nothing to do
 
 
 def stored_then_in_doubt(store):
@@ -67,3 +72,27 @@ async def test_a_node_on_a_shared_broker_compares_every_stored_channel(make_serv
         asked = positions_asked(node.store)
         await node._resync()
         assert len(asked) == 1 and {"room:a", "room:b"} <= set(asked[0])
+
+
+async def test_a_tick_touches_none_of_the_idle_sessions_not_due(make_server, monkeypatch):
+    """Every session sits on the node's timing wheel at its next ping; a tick before then
+    looks at none of them, however many there are."""
+    async with make_server(shutdown_grace=0.05) as server:  # pings every 25 s
+        node = server.node
+        sessions = [await connected(node, f"idle{n}") for n in range(IDLE)]
+        await node._tick()  # the look each is given after connecting files it for its ping
+        assert len(node.wheel) == IDLE
+        looked: list[Session] = []
+        monkeypatch.setattr(Session, "tick", lambda session, now: looked.append(session))
+        await node._tick()
+        assert looked == []
+        pings_due = max(session.last_seen for session in sessions) + 25.0
+        assert set(node.wheel.pop_due(pings_due)) == set(sessions)  # all of them, then
+
+
+async def test_the_wheel_lets_go_of_a_session_that_ends(make_server):
+    async with make_server(shutdown_grace=0.05) as server:
+        session = await connected(server.node, "leaving")
+        session.close(1000, "bye")
+        await session.cleanup()
+        assert len(server.node.wheel) == 0

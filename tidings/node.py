@@ -51,6 +51,7 @@ from tidings.store.base import (
 )
 from tidings.supervision import Supervisor
 from tidings.voice import VoiceRelay
+from tidings.wheel import TimingWheel
 
 log = logging.getLogger("tidings.node")
 
@@ -77,6 +78,8 @@ class Node:
         self.caps = ConnectionCaps(settings.security)
         self.started = now_ms()
         self.sessions: dict[str, "SessionLike"] = {}
+        # every session, filed by when it next needs a look from the tick
+        self.wheel: TimingWheel["SessionLike"] = TimingWheel(self._tick_interval)
         self.by_user: dict[str, set["SessionLike"]] = {}
         self.presence = PresenceMap()
         self.draining = False
@@ -208,10 +211,17 @@ class Node:
         return min(1.0, self.settings.pong_timeout / 4, self.settings.ping_interval / 4)
 
     async def _tick(self) -> None:
-        """Ping sessions that are due, close the ones that stopped answering or never connected."""
+        """Ping sessions that are due, close the ones that stopped answering or never connected.
+
+        Only the sessions filed for now or sooner are looked at; each says when it next
+        needs a look and is filed for then (tidings.wheel).
+        """
         now = time.monotonic()
-        for session in list(self.sessions.values()):
-            session.tick(now)
+        wheel = self.wheel
+        for session in wheel.pop_due(now):
+            then = session.tick(now)
+            if then is not None:
+                wheel.file(session, then)
 
     async def _heartbeat(self) -> None:
         info = NodeInfo(self.name, len(self.sessions), len(self.by_user), self.started,
@@ -229,6 +239,12 @@ class Node:
         """A new connection, connected or not: the node pings it and drains it."""
         self.sessions_opened += 1
         self.sessions[session.client] = session
+        self.wake(session)
+
+    def wake(self, session: "SessionLike") -> None:
+        """Look at `session` at the next tick: a deadline of its may have moved earlier
+        (it connected, holds a token that expires sooner, negotiated heart-beats)."""
+        self.wheel.file(session, time.monotonic())
 
     def identify(self, session: "SessionLike") -> None:
         """The connection has authenticated as `session.user`."""
@@ -236,6 +252,7 @@ class Node:
 
     def detach(self, session: "SessionLike") -> None:
         self.sessions.pop(session.client, None)
+        self.wheel.discard(session)
         sessions = self.by_user.get(session.user)
         if sessions is not None:
             sessions.discard(session)
@@ -497,7 +514,8 @@ class SessionLike(Protocol):
     def token_ids(self) -> set[str]:
         """The `jti` of every token this session holds (connection and subscriptions)."""
 
-    def tick(self, now: float) -> None: ...
+    def tick(self, now: float) -> float | None:
+        """Do what is due at `now` (monotonic); when to look again, None once closed."""
 
     def push(self, kind: str, body: dict) -> None: ...
 

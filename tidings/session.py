@@ -169,21 +169,44 @@ class Session:
         self.close(CloseCode.GAP, f"lost position in {channel}: reconnect and recover")
 
     def seen(self) -> None:
+        """The client sent something. Called per frame, so it only notes the time: that
+        moves the next ping later, never sooner, and the tick finds that out itself."""
         self.last_seen = time.monotonic()
         self._pinged_at = None
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> float | None:
+        """Do what is due at `now` (monotonic): close on an expired token or a missing
+        connect, else keep alive. Returns when the next thing can fall due, None once closed.
+
+        That time is never later than anything could fall due: `seen()` brings no ping
+        closer than `ping_interval` from now, whatever moves a deadline earlier calls
+        `node.wake`, and no session waits longer than `ping_interval` for a look, so a step
+        of the wall clock (token expiry is wall-clock time) is noticed within it.
+        """
+        if self.closed:
+            return None
         settings = self.node.settings
-        if self.expires is not None and time.time() >= self.expires:
-            self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
-        elif not self.connected:
+        if self.expires is not None:
+            left = self.expires - time.time()
+            if left <= 0:
+                self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
+                return None
+        if not self.connected:
             if now - self.opened_at > settings.connect_timeout:
                 self.close(CloseCode.CONNECT_TIMEOUT, "no connect command in time")
+                return None
+            due = self.opened_at + settings.connect_timeout
         else:
-            self.keepalive(now)
+            due = self.keepalive(now)
+            if self.closed:
+                return None
+        if self.expires is not None:
+            due = min(due, now + left)
+        return min(due, now + settings.ping_interval)
 
-    def keepalive(self, now: float) -> None:
+    def keepalive(self, now: float) -> float:
         """Ping after `ping_interval` of client silence; close when no frame follows in time.
+        Returns when that can next fall due.
 
         A protocol with heart-beats of its own (STOMP) overrides this.
         """
@@ -191,9 +214,12 @@ class Session:
         if self._pinged_at is not None:
             if now - self._pinged_at > settings.pong_timeout:
                 self.close(CloseCode.NO_PONG, "no pong in time")
-        elif now - self.last_seen >= settings.ping_interval:
+            return self._pinged_at + settings.pong_timeout
+        if now - self.last_seen >= settings.ping_interval:
             self._pinged_at = now
             self.write(self.codec.ping_frame())
+            return now + settings.pong_timeout
+        return self.last_seen + settings.ping_interval
 
     # ---- commands --------------------------------------------------------------------
 
@@ -219,6 +245,7 @@ class Session:
         self.user, self.meta, self.jti = identity.user, identity.meta, identity.jti
         self.expires = self._token_expires = identity.expires
         self.connected = True
+        self.node.wake(self)  # pings (and the token's expiry) may come before the next look
         self.hold()
         self.node.identify(self)
         log.debug("connected")
@@ -420,7 +447,10 @@ class Session:
         times = [grant.expires for grant in self.grants.values()]
         if self._token_expires is not None:
             times.append(self._token_expires)
-        self.expires = min(times) if times else None
+        expires = min(times) if times else None
+        if expires is not None and (self.expires is None or expires < self.expires):
+            self.node.wake(self)  # it may now end before its next look
+        self.expires = expires
 
     def _info(self) -> ClientInfo:
         return ClientInfo(self.client, self.user, self.node.name, self.meta)

@@ -10,8 +10,10 @@ import websockets
 
 from tests.conftest import running_node, settings_for
 from tests.server.centrifugo_clients import SECRET, token
+from tests.test_session import Socket
 from tidings.protocol import centrifugo as cf
 from tidings.protocol import centrifugo_pb2 as pb
+from tidings.server.centrifugo_connection import CODECS, CentrifugoSession
 
 
 @pytest.fixture
@@ -92,6 +94,20 @@ async def test_the_server_pings_and_closes_a_client_that_never_answers(node):
     assert await _replies(ws, 1) == [{}]
     await asyncio.wait_for(ws.wait_closed(), 5)  # this one is not answered
     assert (ws.close_code, ws.close_reason) == (3012, "no pong in time")
+
+
+async def test_pings_on_the_servers_schedule_are_due_a_ping_interval_apart(tmp_path):
+    """What a Centrifugo session tells the node's tick: the next ping a ping interval after
+    the last one, whatever the client sent; after a ping, the pong's deadline."""
+    settings = settings_for(tmp_path, ping_interval=20, pong_timeout=5, shutdown_grace=0.05)
+    async with running_node(settings) as running:
+        session = CentrifugoSession(running.node, Socket(), CODECS["json"])
+        start = session.opened_at
+        session.last_seen = start + 0.5  # a frame (what seen() notes) does not put it off
+        assert session.keepalive(start + 1) == start + 20
+        assert session.keepalive(start + 20.5) == start + 25.5  # pinged
+        session.last_seen = start + 20.8  # the pong
+        assert session.keepalive(start + 21) == start + 40.5
 
 
 @pytest.mark.parametrize("frame, code", [

@@ -11,9 +11,12 @@ import pytest
 import websockets
 
 from tests.server.conftest import RawStomp, stomp_client
+from tests.test_session import Socket
 from tidings.errors import CloseCode
+from tidings.server.native import CODEC
 from tidings.server import stomp_frames
 from tidings.server.stomp import GATEWAY
+from tidings.server.stomp_connection import StompSession
 
 
 async def _publish(server, channel: str, data) -> dict:
@@ -461,6 +464,22 @@ async def test_a_client_that_stops_its_heartbeats_is_closed(make_server):
         error = await client.frame("ERROR", timeout=5)
         assert "heart-beat" in error.header("message")
         assert await client.closed() == CloseCode.NO_PONG
+
+
+async def test_negotiated_heart_beats_re_file_the_session_and_set_when_it_is_due(make_server):
+    """CONNECT's heart-beats may fall due long before the look the session was filed for
+    (a tick while CONNECT was being answered filed it a ping interval ahead)."""
+    async with make_server(shutdown_grace=0.05) as server:
+        node = server.node
+        session = StompSession(node, Socket(), CODEC)  # the codec only makes the beat
+        node.wheel.pop_due(time.monotonic())
+        session.heart_beats(0.5, 1.0)
+        assert session in node.wheel.pop_due(time.monotonic())
+        session.seen()
+        now = time.monotonic()
+        assert session.keepalive(now) == min(session.last_seen + 1.0, session.last_beat + 0.4)
+        beat = session.last_beat + 0.45
+        assert session.keepalive(beat) == beat + 0.4 and session.last_beat == beat
 
 
 async def test_no_heartbeats_when_the_client_asks_for_none(make_server):

@@ -109,15 +109,18 @@ class CentrifugoSession(Session):
         """When the connection token (not a subscription token) expires, unix seconds."""
         return self._token_expires
 
-    def keepalive(self, now: float) -> None:
+    def keepalive(self, now: float) -> float:
         settings = self.node.settings
         if self._awaiting_pong and self.last_seen < self._last_ping:
             if now - self._last_ping > settings.pong_timeout:
                 self.close(CloseCode.NO_PONG, "no pong in time")
-            return
+            # a pong meanwhile leaves the next ping due (capped at ping_interval by `tick`)
+            return self._last_ping + settings.pong_timeout
         if now - max(self._last_ping, self.opened_at) >= settings.ping_interval:
             self._last_ping, self._awaiting_pong = now, True
             self.write(self.codec.ping_frame())
+            return now + settings.pong_timeout
+        return max(self._last_ping, self.opened_at) + settings.ping_interval
 
     def refresh(self, token: str) -> int | None:
         """A fresh connection token for the same user; its expiry (unix seconds), if any."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,12 +85,24 @@ class StompSession(Session):
     expect_within = 0.0  # seconds of client silence before the close; 0: no check
     last_beat = 0.0
 
-    def keepalive(self, now: float) -> None:
+    def heart_beats(self, send_every: float, expect_within: float) -> None:
+        """The heart-beats CONNECT negotiated: they may fall due before the next look."""
+        self.send_every, self.expect_within = send_every, expect_within
+        self.last_beat = time.monotonic()
+        self.node.wake(self)
+
+    def keepalive(self, now: float) -> float:
         if self.expect_within and now - self.last_seen > self.expect_within:
             self.close(CloseCode.NO_PONG, "no heart-beat from the client in time")
         elif self.send_every and now - self.last_beat >= self.send_every * 0.8:
             self.last_beat = now  # a little early: the node's tick is not exact
             self.write(self.codec.ping_frame())
+        due = math.inf  # neither way: `tick` looks at it every ping_interval all the same
+        if self.expect_within:
+            due = self.last_seen + self.expect_within
+        if self.send_every:
+            due = min(due, self.last_beat + self.send_every * 0.8)
+        return due
 
 
 @dataclass(eq=False)
@@ -237,9 +250,8 @@ class StompConnection:
         server_beats = (int(self.limits.heartbeat_send * 1000),
                         int(self.limits.heartbeat_receive * 1000))
         send_ms, receive_ms = stomp.heartbeat_intervals(client_beats, server_beats)
-        self.session.send_every = send_ms / 1000
-        self.session.expect_within = receive_ms / 1000 * self.limits.heartbeat_tolerance
-        self.session.last_beat = time.monotonic()
+        self.session.heart_beats(send_ms / 1000,
+                                 receive_ms / 1000 * self.limits.heartbeat_tolerance)
         headers = [("version", version), ("heart-beat", "%d,%d" % server_beats),
                    ("server", f"Tidings/{__version__}"), ("session", self.session.client),
                    ("user-name", self.session.user)]
