@@ -1,11 +1,13 @@
-"""A session's socket, written to directly: pre-encoded frames go to the transport as they are.
+"""Writing pre-encoded frames straight to a socket, and aiohttp's WebSocket as a session's.
 
-aiohttp still reads the socket (it parses client frames, answers WebSocket pings) and owns
-the closing handshake; every frame the server sends to a client, it writes here itself, so
-the hub can write one frame object to thousands of transports without re-encoding it.
+Every frame the server sends to a client is written to the transport as it is, so the hub
+can write one frame object to thousands of transports without re-encoding it: Tidings' own
+WebSocket layer (tidings.server.wsserver) and, for an upgrade on a connection aiohttp
+already serves, `WebSocketConnection` both write through `TransportWrites`. On the latter,
+aiohttp still reads the socket and owns the closing handshake.
 
 Writing to a socket that is already gone must be harmless: a peer can reset its connection
-at any moment, and the session only learns of it when aiohttp's read loop ends. asyncio's
+at any moment, and the session only learns of it when the read side notices. asyncio's
 own transports drop such writes, but uvloop's (the production loop) raise RuntimeError,
 which would crash whatever was writing: a drain at SIGTERM, or the outbox flush, leaving
 every later session of that tick unflushed. So every write checks the transport first.
@@ -23,13 +25,11 @@ log = logging.getLogger("tidings.server")
 CLOSE_GRACE = 2.0  # seconds a closing handshake may take before the socket is dropped
 
 
-class WebSocketConnection:
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
-        self.ws = ws
-        # None when the peer was gone before the handshake finished: a closed socket
-        self.transport = transport or _GONE
-        self.closing: asyncio.Task | None = None
-        self.buffered = self.transport.get_write_buffer_size
+class TransportWrites:
+    """`write` and `writelines` of a session's Connection, on `self.transport`."""
+
+    __slots__ = ()
+    transport: asyncio.Transport
 
     # Called once per session per event-loop tick (see tidings.outbox), not per recipient
     # of a publication: the check costs little.
@@ -40,6 +40,17 @@ class WebSocketConnection:
     def writelines(self, frames: list[bytes]) -> None:
         if not self.transport.is_closing():
             self.transport.writelines(frames)
+
+
+class WebSocketConnection(TransportWrites):
+    """aiohttp's WebSocket under a session (an upgrade on a connection aiohttp serves)."""
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
+        self.ws = ws
+        # None when the peer was gone before the handshake finished: a closed socket
+        self.transport = transport or _GONE
+        self.closing: asyncio.Task | None = None
+        self.buffered = self.transport.get_write_buffer_size
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:

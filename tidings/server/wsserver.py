@@ -29,10 +29,10 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFail
 
 from tidings.errors import CloseCode
 from tidings.protocol import wsframe
+from tidings.server.connection import CLOSE_GRACE, TransportWrites
 
 log = logging.getLogger("tidings.server")
 
-CLOSE_GRACE = 2.0  # seconds the client has to answer a close frame before the socket is dropped
 MAX_WAITING = 32  # messages waiting for the receiver before the socket stops being read
 _NO_STATUS = wsframe.frame(b"", wsframe.CLOSE)  # the answer to a close frame without a code
 
@@ -50,7 +50,7 @@ class Receiver(Protocol):
         """Once, after the last message, when the socket is gone."""
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(TransportWrites, asyncio.Protocol):
     """An upgraded connection; also the session's `Connection` (write, buffered, close)."""
 
     __slots__ = ("transport", "receiver", "_frames", "_parts", "_size", "_max_size",
@@ -84,14 +84,6 @@ class WebSocket(asyncio.Protocol):
             self.data_received(early)
 
     # ---- the session's Connection ----------------------------------------------------
-
-    def write(self, frame: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(frame)
-
-    def writelines(self, frames: list[bytes]) -> None:
-        if not self.transport.is_closing():
-            self.transport.writelines(frames)
 
     def buffered(self) -> int:
         return self.transport.get_write_buffer_size()
