@@ -28,7 +28,6 @@ from tidings.server import websocket
 from tidings.server.app import make_app
 from tidings.server.front import WEBSOCKETS, TidingsSite
 from tidings.server.keys import ORIGINS
-from tidings.server.origin import OriginPolicy
 from tidings.server.wsserver import WebSocket
 
 LARGE = ["9.1.*", "9.2.*", "9.3.*", "9.4.*", "9.5.*", "9.6.*"]
@@ -36,17 +35,10 @@ COMPRESSION = ["12.*", "13.*"]
 INFORMATIONAL = {"7.1.6", "7.13.1", "7.13.2"}
 
 
-class EchoEndpoint:
+class EchoEndpoint(websocket.SessionEndpoint):
     """/ws's admission and message limit; every message is sent back as it came."""
 
-    subprotocols = ()
-
-    def __init__(self, node: Node, origins: OriginPolicy):
-        self.node, self.origins = node, origins
-        self.max_message_bytes = node.settings.max_frame_bytes
-
-    def admit(self, request: UpgradeRequest, address: str) -> Peer:
-        return websocket.admit(self.node, self.origins, request.headers, address, "echo")
+    protocol = "echo"
 
     def open(self, socket: WebSocket, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> "Echo":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tidings.node import Node
 from tidings.peer import Peer
 from tidings.protocol import centrifugo as cf
 from tidings.protocol.upgrade import UpgradeRequest
@@ -18,26 +17,17 @@ from tidings.server import centrifugo_api, websocket
 from tidings.server.centrifugo_connection import CentrifugoConnection
 from tidings.server.front import WEBSOCKETS, on_reused_connection
 from tidings.server.keys import NODE, ORIGINS
-from tidings.server.origin import OriginPolicy
 from tidings.session import Connection
 
 PATH = "/connection/websocket"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 
 
-class CentrifugoEndpoint:
+class CentrifugoEndpoint(websocket.SessionEndpoint):
     """`/connection/websocket`: a Centrifugo connection per socket."""
 
+    protocol = "centrifugo"
     subprotocols = (PROTOBUF_SUBPROTOCOL,)
-
-    def __init__(self, node: Node, origins: OriginPolicy):
-        self.node, self.origins = node, origins
-        # a message of exactly max_frame_bytes is allowed, one byte more is not
-        self.max_message_bytes = node.settings.max_frame_bytes
-
-    def admit(self, request: UpgradeRequest, address: str) -> Peer:
-        return websocket.admit(self.node, self.origins, request.headers, address,
-                               "centrifugo")
 
     def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> CentrifugoConnection:

@@ -44,7 +44,8 @@ CLEANUP_GRACE = 2.0  # seconds the sockets still open when the server stops get 
 
 
 class Endpoint(Protocol):
-    """A WebSocket endpoint served by Tidings' own layer."""
+    """A WebSocket endpoint served by Tidings' own layer (each protocol's builds on
+    tidings.server.websocket.SessionEndpoint)."""
 
     max_message_bytes: int
     subprotocols: tuple[str, ...]  # what it speaks, by preference; () for none

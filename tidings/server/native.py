@@ -6,14 +6,12 @@ import logging
 
 from tidings.errors import CloseCode, ErrorCode, TidingsError
 from tidings.model import ClientInfo, Publication
-from tidings.node import Node
 from tidings.peer import Peer
 from tidings.protocol import native, wsframe
 from tidings.protocol.native import Command, ProtocolError
 from tidings.protocol.upgrade import UpgradeRequest
 from tidings.protocol.voice import VoiceFormatError
 from tidings.server import websocket
-from tidings.server.origin import OriginPolicy
 from tidings.session import Connection, Session
 from tidings.voice import VoiceInput
 
@@ -45,18 +43,10 @@ PONG_TEXT = wsframe.text(b"pong")
 CODEC = NativeCodec()
 
 
-class NativeEndpoint:
+class NativeEndpoint(websocket.SessionEndpoint):
     """`/ws` on Tidings' own WebSocket layer (tidings.server.front)."""
 
-    subprotocols = ()
-
-    def __init__(self, node: Node, origins: OriginPolicy):
-        self.node, self.origins = node, origins
-        # a text message of exactly max_frame_bytes is allowed, one byte more is not
-        self.max_message_bytes = node.settings.max_frame_bytes
-
-    def admit(self, request: UpgradeRequest, address: str) -> Peer:
-        return websocket.admit(self.node, self.origins, request.headers, address, "native")
+    protocol = "native"
 
     def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> "NativeReceiver":

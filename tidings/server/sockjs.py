@@ -132,19 +132,15 @@ class SockJSMessages:
         await self.stomp.closed()
 
 
-class SockJSWebSocketEndpoint:
+class SockJSWebSocketEndpoint(handshake.SessionEndpoint):
     """`/sockjs/<server>/<session>/websocket`: the `o` frame, then STOMP in SockJS frames."""
 
-    subprotocols = ()
+    protocol = "stomp"
 
     def __init__(self, gateway: StompGateway, origins: OriginPolicy):
-        self.gateway, self.origins = gateway, origins
         # a STOMP frame of max_frame_bytes fits, quoted in its JSON array
-        self.max_message_bytes = gateway.node.settings.max_frame_bytes * 2
-
-    def admit(self, request: UpgradeRequest, address: str) -> Peer:
-        return handshake.admit(self.gateway.node, self.origins, request.headers, address,
-                               "stomp")
+        super().__init__(gateway.node, origins, gateway.node.settings.max_frame_bytes * 2)
+        self.gateway = gateway
 
     def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> SockJSMessages:

@@ -40,19 +40,15 @@ def gateway(request: web.Request) -> StompGateway:
     return request.app[GATEWAY]
 
 
-class StompEndpoint:
+class StompEndpoint(websocket.SessionEndpoint):
     """`/stomp` (and SockJS' raw `/sockjs/websocket`): a STOMP connection per socket."""
 
+    protocol = "stomp"
     subprotocols = SUBPROTOCOLS
 
     def __init__(self, gateway: StompGateway, origins: OriginPolicy):
-        self.gateway, self.origins = gateway, origins
-        # a message of exactly max_frame_bytes is allowed, one byte more is not
-        self.max_message_bytes = gateway.node.settings.max_frame_bytes
-
-    def admit(self, request: UpgradeRequest, address: str) -> Peer:
-        return websocket.admit(self.gateway.node, self.origins, request.headers, address,
-                               "stomp")
+        super().__init__(gateway.node, origins)
+        self.gateway = gateway
 
     def open(self, socket: Connection, peer: Peer, request: UpgradeRequest,
              subprotocol: str | None) -> StompConnection:

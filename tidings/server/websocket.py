@@ -33,6 +33,7 @@ from tidings.errors import CloseCode, ErrorCode
 from tidings.limits import Refusal
 from tidings.node import Node
 from tidings.peer import Peer
+from tidings.protocol.upgrade import UpgradeRequest
 from tidings.protocol.wscheck import ClientFrameCheck
 from tidings.server.keys import ORIGINS
 from tidings.server.origin import OriginPolicy
@@ -126,6 +127,23 @@ def admit(node: Node, origins: OriginPolicy, headers: Mapping[str, str], address
     if proxy.connect_url or proxy.subscribe_url or proxy.publish_url:  # kept only for them
         kept = {name: headers[name] for name in proxy.headers if name in headers}
     return Peer(address, kept, transport=transport, protocol=protocol, admission=admission)
+
+
+class SessionEndpoint:
+    """What the WebSocket endpoints of Tidings' protocols share (see tidings.server.front's
+    `Endpoint`): admission by `admit` under the name of `protocol`, and messages of up to
+    `max_frame_bytes` (exactly that many allowed, one byte more not) unless told otherwise.
+    A subclass names its `protocol` and `subprotocols` and implements `open`."""
+
+    protocol: str  # told to the proxy hooks
+    subprotocols: tuple[str, ...] = ()
+
+    def __init__(self, node: Node, origins: OriginPolicy, max_message_bytes: int | None = None):
+        self.node, self.origins = node, origins
+        self.max_message_bytes = max_message_bytes or node.settings.max_frame_bytes
+
+    def admit(self, request: UpgradeRequest, address: str) -> Peer:
+        return admit(self.node, self.origins, request.headers, address, self.protocol)
 
 
 def peer_of(request: web.Request, node: Node, protocol: str,
